@@ -1,0 +1,5 @@
+"""``python -m tritonkit`` runs the CLI."""
+
+from tritonkit.cli import app
+
+app()

@@ -1,0 +1,69 @@
+"""``tritonkit serve``: the real tritonserver on a model repository, in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.table import Table
+
+from tritonkit.cli.common import console, error_console, fail_cleanly
+from tritonkit.server.embedded import EmbeddedServer
+from tritonkit.server.logs import relevant_lines
+
+__all__ = ["serve"]
+
+
+def serve(
+    repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the server to the network."),
+    http_port: int = typer.Option(8000, help="HTTP port (0 picks a free one)."),
+    grpc_port: int = typer.Option(8001, help="gRPC port (0 picks a free one)."),
+    metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0 picks a free one)."),
+    startup_timeout_s: float = typer.Option(120.0, "--startup-timeout-s", help="Seconds to wait for readiness."),
+    log_verbose: int = typer.Option(0, help="Triton's --log-verbose level."),
+) -> None:
+    """Serve a model repository with the embedded tritonserver 2.51 (no Docker)."""
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    server = EmbeddedServer(
+        repository,
+        address=address,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        startup_timeout_s=startup_timeout_s,
+        log_verbose=log_verbose,
+    )
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with fail_cleanly():
+            with console.status(f"starting tritonserver on {repository} ..."):
+                server.start()
+            _print_endpoints(server)
+            while not stop_requested.wait(0.5):
+                if not server.is_running():
+                    lines = relevant_lines(server.log_text())
+                    error_console.print("tritonserver stopped unexpectedly:\n" + "\n".join(lines), markup=False)
+                    raise typer.Exit(1)
+            console.print("stopping: in-flight requests finish first ...")
+    finally:
+        code = server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print(f"tritonserver stopped (exit code {code})")
+
+
+def _print_endpoints(server: EmbeddedServer) -> None:
+    table = Table(title=f"tritonserver ready (pid {server.pid})", show_header=False)
+    table.add_row("gRPC", server.grpc_url)
+    table.add_row("HTTP", f"http://{server.http_url}")
+    table.add_row("metrics", server.metrics_url)
+    console.print(table)
+    console.print("Ctrl-C stops it.")

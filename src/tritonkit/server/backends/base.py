@@ -1,0 +1,153 @@
+"""What tritonkit's Python-based backends share: reading the model config, batching requests, answering them.
+
+Every request that the dynamic batcher hands one ``execute()`` runs as part of a single model call; each
+request then gets its own slice of the outputs back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BatchingBackendModel",
+    "ModelRunner",
+    "TensorInfo",
+    "positional_order",
+    "split_rows",
+]
+
+# A loaded model: named input arrays in, named output arrays out.
+ModelRunner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+_NUMPY_DTYPES: dict[str, Any] = {
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_UINT16": np.uint16,
+    "TYPE_UINT32": np.uint32,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
+    "TYPE_STRING": np.object_,
+}
+_INDEX_SUFFIX = re.compile(r"__(\d+)$")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output as the model config declares it."""
+
+    name: str
+    dtype: np.dtype
+    dims: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, entry: Mapping[str, Any]) -> TensorInfo:
+        data_type = entry["data_type"]
+        if data_type not in _NUMPY_DTYPES:
+            raise ValueError(f"tensor {entry['name']!r}: data type {data_type} is not supported by tritonkit")
+        return cls(entry["name"], np.dtype(_NUMPY_DTYPES[data_type]), tuple(int(d) for d in entry["dims"]))
+
+
+def positional_order(names: Sequence[str]) -> list[str]:
+    """Order tensor names as a positional model call takes them.
+
+    Triton's pytorch backend maps ``<name>__<i>`` to position i; names without that suffix keep config order.
+    """
+    if names and all(_INDEX_SUFFIX.search(n) for n in names):
+        return sorted(names, key=lambda n: int(_INDEX_SUFFIX.search(n).group(1)))  # type: ignore[union-attr]
+    return list(names)
+
+
+def split_rows(array: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Split a batched output back into one slice per request."""
+    bounds = np.cumsum(sizes)[:-1]
+    return np.split(array, bounds, axis=0)
+
+
+class BatchingBackendModel:
+    """Base of the ``TritonPythonModel`` classes: subclasses only say how to load and run the model file."""
+
+    default_model_filename = "model"
+
+    def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
+        raise NotImplementedError
+
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.model_name = config["name"]
+        self.max_batch_size = int(config.get("max_batch_size", 0))
+        self.inputs = [TensorInfo.from_config(entry) for entry in config.get("input", [])]
+        self.outputs = [TensorInfo.from_config(entry) for entry in config.get("output", [])]
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        filename = config.get("default_model_filename") or self.default_model_filename
+        model_file = Path(args["model_repository"]) / args["model_version"] / filename
+        if not model_file.is_file():
+            raise FileNotFoundError(f"model {self.model_name!r}: model file {model_file} does not exist")
+        # The kind is "CPU" or "GPU"; Triton has already resolved KIND_AUTO by the time an instance starts.
+        kind = args["model_instance_kind"].upper()
+        device_id = int(args.get("model_instance_device_id", "0") or 0)
+        self.run_model = self.load(model_file, kind, device_id, parameters)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        import triton_python_backend_utils as pb_utils
+
+        feeds: list[dict[str, np.ndarray]] = []
+        for request in requests:
+            feeds.append({t.name: pb_utils.get_input_tensor_by_name(request, t.name).as_numpy() for t in self.inputs})
+        results = self._run_batched(feeds)
+        responses = []
+        for request, result in zip(requests, results):
+            if isinstance(result, Exception):
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(result))))
+                continue
+            wanted = set(request.requested_output_names()) or {t.name for t in self.outputs}
+            tensors = [
+                pb_utils.Tensor(t.name, np.ascontiguousarray(result[t.name], dtype=t.dtype))
+                for t in self.outputs
+                if t.name in wanted
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+
+    def _run_batched(self, feeds: list[dict[str, np.ndarray]]) -> list[Mapping[str, np.ndarray] | Exception]:
+        """Run every request of one execute() in as few model calls as their shapes allow (usually one)."""
+        results: list[Mapping[str, np.ndarray] | Exception] = [{}] * len(feeds)
+        if self.max_batch_size == 0:
+            groups = [[i] for i in range(len(feeds))]
+        else:
+            # Requests with variable dims only batch with requests of the same per-sample shape.
+            by_shape: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+            for i, feed in enumerate(feeds):
+                key = tuple(array.shape[1:] for array in feed.values())
+                by_shape.setdefault(key, []).append(i)
+            groups = list(by_shape.values())
+        for group in groups:
+            try:
+                if len(group) == 1:
+                    results[group[0]] = self.run_model(feeds[group[0]])
+                    continue
+                batch = {t.name: np.concatenate([feeds[i][t.name] for i in group]) for t in self.inputs}
+                outputs = self.run_model(batch)
+                sizes = [len(next(iter(feeds[i].values()))) for i in group]
+                slices = {name: split_rows(array, sizes) for name, array in outputs.items()}
+                for position, i in enumerate(group):
+                    results[i] = {name: parts[position] for name, parts in slices.items()}
+            except Exception as error:  # one failing model call must answer its requests, not kill the instance
+                for i in group:
+                    results[i] = RuntimeError(f"model {self.model_name!r} failed: {type(error).__name__}: {error}")
+        return results
+
+    def finalize(self) -> None:
+        self.run_model = None  # type: ignore[assignment]

@@ -1,0 +1,245 @@
+"""The embedded server: the real ``tritonserver`` from the nvidia-pytriton wheel, started and stopped by tritonkit.
+
+    with EmbeddedServer("model_repository") as server:
+        client = tritonclient.grpc.InferenceServerClient(server.grpc_url)
+
+The server runs in its own session, so that stopping it reaches its python-backend stub processes too, and it
+is told to exit when its launcher dies (PR_SET_PDEATHSIG), so no exit path leaves it behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from tritonkit.errors import ServerUnavailable
+from tritonkit.server.backend_dir import lay_out_backend_dir
+from tritonkit.server.distribution import find_distribution
+from tritonkit.server.logs import relevant_lines
+
+__all__ = ["EmbeddedServer", "free_port"]
+
+ModelControlMode = Literal["none", "explicit", "poll"]
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: if the launcher is killed, even by SIGKILL, the server gets SIGTERM.
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
+
+
+class EmbeddedServer:
+    """A tritonserver process serving one model repository on this host.
+
+    Ports given as 0 are replaced by free ones. ``validate`` checks the repository with tritonkit's validator
+    before starting, so a broken config is reported by name instead of by a server that exits.
+    """
+
+    def __init__(
+        self,
+        repository: str | os.PathLike[str] = "model_repository",
+        *,
+        address: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        model_control: ModelControlMode = "none",
+        load_models: Sequence[str] = (),
+        validate: bool = True,
+        startup_timeout_s: float = 120.0,
+        shutdown_timeout_s: float = 30.0,
+        log_verbose: int = 0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.address = address
+        self.http_port = http_port or free_port(address)
+        self.grpc_port = grpc_port or free_port(address)
+        self.metrics_port = metrics_port or free_port(address)
+        self.model_control = model_control
+        self.load_models = tuple(load_models)
+        self.validate = validate
+        self.startup_timeout_s = startup_timeout_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.log_verbose = log_verbose
+        self.extra_args = tuple(extra_args)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log_text = ""
+
+    @property
+    def http_url(self) -> str:
+        """``host:port`` of the HTTP endpoint, the form tritonclient takes."""
+        return f"{self.address}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint, the form tritonclient takes."""
+        return f"{self.address}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.address}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        """Everything the server has logged so far (kept after stop)."""
+        if self._workdir is not None:
+            try:
+                return (self._workdir / "server.log").read_text(errors="replace")
+            except OSError:
+                pass
+        return self._log_text
+
+    def command(self, backend_dir: Path) -> list[str]:
+        """The tritonserver command line this server runs."""
+        binary = find_distribution().binary
+        args = [
+            str(binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backend_dir}",
+            f"--http-address={self.address}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.address}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.address}",
+            f"--metrics-port={self.metrics_port}",
+            f"--model-control-mode={self.model_control}",
+            f"--log-verbose={self.log_verbose}",
+            f"--exit-timeout-secs={max(1, round(self.shutdown_timeout_s))}",
+        ]
+        args += [f"--load-model={name}" for name in self.load_models]
+        return args + list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        distribution = find_distribution()
+        env = dict(os.environ)
+        # The stub embeds Python in isolated mode and finds its site-packages from the first python3 on PATH.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (distribution.library_path(), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        return env
+
+    def start(self) -> EmbeddedServer:
+        if self.is_running():
+            raise ServerUnavailable(f"this server is already running (pid {self.pid})")
+        if not self.repository.is_dir():
+            raise ServerUnavailable(f"model repository {self.repository} does not exist")
+        if self.validate:
+            self._validate_repository()
+        distribution = find_distribution()
+        self._workdir = Path(tempfile.mkdtemp(prefix="tritonkit-server-"))
+        backend_dir = lay_out_backend_dir(self._workdir / "backends", distribution)
+        with open(self._workdir / "server.log", "wb") as log:
+            self._process = subprocess.Popen(
+                self.command(backend_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.environment(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _validate_repository(self) -> None:
+        from tritonkit.repository import validate_model, validate_repository
+
+        if self.model_control == "explicit":
+            for name in self.load_models:
+                validate_model(self.repository / name)
+        else:
+            validate_repository(self.repository)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            code = self._process.poll()
+            if code is not None:
+                raise ServerUnavailable(self._failure_message(f"tritonserver exited with code {code} while starting"))
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise ServerUnavailable(
+            self._failure_message(f"tritonserver was not ready within {self.startup_timeout_s:.0f} s")
+        )
+
+    def _failure_message(self, headline: str) -> str:
+        lines = relevant_lines(self.log_text())
+        detail = "\n".join(f"  {line}" for line in lines) if lines else "  (the server logged no error)"
+        return f"{headline}; server log:\n{detail}"
+
+    def stop(self) -> int | None:
+        """Stop the server, letting in-flight requests finish; return its exit code."""
+        process, self._process = self._process, None
+        code = None
+        if process is not None:
+            if process.poll() is None:
+                # SIGINT makes Triton refuse new requests and wait for in-flight ones (up to --exit-timeout-secs).
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=self.shutdown_timeout_s + 10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            code = process.returncode
+            # Stub processes share the server's session and process group; none may outlive it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        if self._workdir is not None:
+            self._log_text = self.log_text()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "_process", None) is not None:
+            self.stop()

@@ -1,0 +1,161 @@
+"""The launcher: readiness, failure reports, clean stops and no stray processes on any exit path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from conftest import TINY_SHAPE, export_tiny
+from tritonkit.errors import ConfigError, ServerUnavailable
+from tritonkit.server import EmbeddedServer, free_port
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in a process group (the server and its python-backend stubs)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state (Z: already dead, not yet reaped); fields[2] is the process group.
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def wait_until_gone(pgid: int, timeout_s: float) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while (members := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return members
+
+
+@pytest.fixture(scope="module")
+def one_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("one_model")
+    export_tiny(repository, "tiny", "onnx", instances=2)
+    return repository
+
+
+def test_stop_leaves_no_process_behind(one_model_repository):
+    server = EmbeddedServer(one_model_repository, http_port=0, grpc_port=0, metrics_port=0).start()
+    pgid = server.pid
+    assert pgid is not None
+    assert len(group_members(pgid)) >= 3, "expected the server and one stub per instance"
+    assert server.stop() == 0
+    assert group_members(pgid) == []
+    assert "successfully unloaded 'tiny'" in server.log_text()
+
+
+def test_a_model_that_fails_to_load_is_reported_with_the_server_log(one_model_repository, tmp_path):
+    repository = tmp_path / "broken"
+    shutil.copytree(one_model_repository, repository)
+    (repository / "tiny" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
+    server = EmbeddedServer(repository, http_port=0, grpc_port=0, metrics_port=0, validate=False)
+    with pytest.raises(ServerUnavailable) as caught:
+        server.start()
+    message = str(caught.value)
+    assert "tritonserver exited with code" in message
+    assert "tiny" in message and "UNAVAILABLE" in message, message
+    assert not server.is_running()
+
+
+def test_validation_names_the_problem_before_starting(one_model_repository, tmp_path):
+    repository = tmp_path / "missing_file"
+    shutil.copytree(one_model_repository, repository)
+    (repository / "tiny" / "1" / "model.onnx").unlink()
+    with pytest.raises(ConfigError, match=r"model\.onnx"):
+        EmbeddedServer(repository, http_port=0, grpc_port=0, metrics_port=0).start()
+
+
+def test_missing_repository_is_reported(tmp_path):
+    with pytest.raises(ServerUnavailable, match="does not exist"):
+        EmbeddedServer(tmp_path / "nowhere", http_port=0, grpc_port=0, metrics_port=0).start()
+
+
+def test_port_in_use_is_reported(one_model_repository):
+    with EmbeddedServer(one_model_repository, http_port=0, grpc_port=0, metrics_port=0) as first:
+        second = EmbeddedServer(
+            one_model_repository, http_port=first.http_port, grpc_port=0, metrics_port=0, startup_timeout_s=60
+        )
+        with pytest.raises(ServerUnavailable, match="exited with code"):
+            second.start()
+        assert first.is_running()
+
+
+LAUNCHER = """
+import sys, time
+from tritonkit.server import EmbeddedServer
+server = EmbeddedServer(sys.argv[1], http_port=0, grpc_port=int(sys.argv[2]), metrics_port=0).start()
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_launcher_takes_the_server_down(one_model_repository):
+    grpc_port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(one_model_repository), str(grpc_port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        server_pid = int(launcher.stdout.readline())
+        assert grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}").is_server_ready()
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(10)
+        assert wait_until_gone(server_pid, 60) == []
+    finally:
+        launcher.kill()
+
+
+def test_serve_stops_on_sigint_after_in_flight_requests_finish(tmp_path):
+    repository = tmp_path / "slow"
+    export_tiny(repository, "slow", "onnx", input_shape=(3, 512, 512), max_batch_size=64, queue_delay_us=0)
+    grpc_port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tritonkit", "serve", "-r", str(repository), "--grpc-port", str(grpc_port),
+         "--http-port", "0", "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if client.is_model_ready("slow"):
+                    break
+            except Exception:
+                pass
+            time.sleep(0.2)
+        frames = np.random.default_rng(0).standard_normal((64, 3, 512, 512)).astype(np.float32)
+        tensor = grpcclient.InferInput("input__0", list(frames.shape), "FP32")
+        tensor.set_data_from_numpy(frames)
+        results: list = []
+        started = time.monotonic()
+        client.async_infer("slow", [tensor], callback=lambda result, error: results.append((result, error)))
+        time.sleep(0.3)
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=120)
+        elapsed = time.monotonic() - started
+        assert serve.returncode == 0, output
+        assert "tritonserver stopped (exit code 0)" in output
+        assert len(results) == 1
+        result, error = results[0]
+        assert error is None, f"the in-flight request was lost: {error}"
+        assert result.as_numpy("output__0").shape == (64, 10)
+        assert elapsed > 0.3
+    finally:
+        serve.kill()

@@ -1,0 +1,113 @@
+"""Every example in README.md, run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+
+
+def blocks() -> list[tuple[str, str]]:
+    return [(language, body.strip()) for language, body in BLOCK.findall(README.read_text())]
+
+
+def tritonkit(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tritonkit", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def as_cli_args(line: str) -> list[str]:
+    assert line.startswith("tritonkit "), line
+    return line.split()[1:]
+
+
+def test_every_readme_block_is_covered_here():
+    """A README example added without a test here fails this test."""
+    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CONFIG, FROM_PYTHON}
+    assert {body for _, body in blocks()} == covered
+
+
+QUICK_START = "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/tritonkit demo"
+TESTS = "python3 -m venv .venv && .venv/bin/pip install -e '.[all,dev]' && .venv/bin/python -m pytest -ra"
+EXPORT_AND_SERVE = "tritonkit export resnet18 --format onnx\ntritonkit serve"
+CONFIG = "tritonkit config resnet18 --instances 2 --queue-delay-us 500 --preferred-batch-sizes 4,8 --show"
+QUERY = next((body for language, body in blocks() if language == "python" and "Client(" in body), "")
+FROM_PYTHON = next((body for language, body in blocks() if language == "python" and "EmbeddedServer(" in body), "")
+
+
+def test_the_test_command_is_what_ci_runs():
+    # .ci/run runs the block after this marker; this test pins that the marker stands before TESTS.
+    text = README.read_text()
+    assert f"<!-- test-command -->\n```bash\n{TESTS}\n```" in text
+
+
+def test_quick_start_demo_runs_the_main_job(tmp_path):
+    """The part of the quick start that is not installation: `tritonkit demo` on a fresh directory."""
+    assert QUICK_START.endswith(" && .venv/bin/tritonkit demo")
+    result = tritonkit("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "model_repository" / "mobilenet_v3_small" / "1" / "model.onnx").is_file()
+    assert "average batch formed" in result.stdout
+    assert "top-5" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def readme_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("readme")
+
+
+def test_export_serve_query_and_config_examples(readme_workdir):
+    export_line, serve_line = EXPORT_AND_SERVE.splitlines()
+    exported = tritonkit(*as_cli_args(export_line), cwd=readme_workdir)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert (readme_workdir / "model_repository" / "resnet18" / "1" / "model.onnx").is_file()
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tritonkit", *as_cli_args(serve_line)],
+        cwd=readme_workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        client = grpcclient.InferenceServerClient("127.0.0.1:8001")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and serve.poll() is None:
+            try:
+                if client.is_model_ready("resnet18"):
+                    break
+            except Exception:
+                pass
+            time.sleep(0.3)
+        query = subprocess.run([sys.executable, "-c", QUERY], capture_output=True, text=True, timeout=300)
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.startswith("(4, 1000) ")
+    finally:
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=120)
+    assert serve.returncode == 0, output
+
+    edited = tritonkit(*as_cli_args(CONFIG), cwd=readme_workdir)
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    config_text = (readme_workdir / "model_repository" / "resnet18" / "config.pbtxt").read_text()
+    assert "count: 2" in config_text and "max_queue_delay_microseconds: 500" in config_text
+    assert "preferred_batch_size" in edited.stdout
+
+
+def test_from_python_example(served_repository, tmp_path):
+    (tmp_path / "model_repository").symlink_to(served_repository)
+    result = subprocess.run([sys.executable, "-c", FROM_PYTHON], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"127\.0\.0\.1:\d+\n", result.stdout)
