@@ -48,7 +48,7 @@ def server(served_repository: Path) -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture(scope="session")
-def eager_tiny():  # noqa: ANN201
+def eager_tiny():
     """The eager PyTorch model the export started from (the same seeded random weights)."""
     import torch
 

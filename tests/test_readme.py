@@ -58,7 +58,9 @@ def test_quick_start_demo_runs_the_main_job(tmp_path):
     result = tritonkit("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "model_repository" / "mobilenet_v3_small" / "1" / "model.onnx").is_file()
-    assert "average batch formed" in result.stdout
+    batching = re.search(r"an average batch of (\d+\.\d+)", result.stdout)
+    assert batching, result.stdout
+    assert float(batching.group(1)) > 1.0, "16 requests in flight should have been batched"
     assert "top-5" in result.stdout
 
 

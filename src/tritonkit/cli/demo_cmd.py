@@ -46,8 +46,9 @@ def demo(
                 rng = np.random.default_rng(0)
                 frames = [_random_frame(rng, frame_shape, spec.dtype) for _ in range(min(requests, 32))]
                 first = client.infer(frames[0])
+                before = client.stats()
                 latencies, wall_s = _send(server.grpc_url, name, frames, requests, concurrency)
-                stats = client.stats()
+                stats = client.stats().since(before)
         finally:
             with console.status("stopping the server ..."):
                 server.stop()
@@ -109,10 +110,11 @@ def _report(
         "p99",
         "server executions",
         "average batch formed",
-        "batch sizes seen",
+        "commonest batch sizes",
     ):
         table.add_column(column)
-    sizes = ", ".join(f"{size}×{count}" for size, count in sorted(stats.batch_counts.items()))
+    common = sorted(stats.batch_counts.items(), key=lambda item: -item[1])[:4]
+    sizes = ", ".join(f"{size}×{count}" for size, count in sorted(common))
     table.add_row(
         f"{len(latencies) / wall_s:.0f} req/s",
         f"{p50:.1f} ms",
@@ -122,3 +124,8 @@ def _report(
         sizes,
     )
     console.print(table)
+    console.print(
+        f"dynamic batching: the server ran {stats.request_count} inferences in {stats.execution_count} executions, "
+        f"an average batch of {stats.average_batch_size:.2f}",
+        soft_wrap=True,
+    )

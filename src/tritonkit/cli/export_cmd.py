@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +34,9 @@ def export(
     """Export MODEL to ONNX or TorchScript, verify it, and write its config.pbtxt."""
     from tritonkit.export import ExportOptions, export_model
 
+    # ``package.module:factory`` names the user's own code, which lives in the directory they run from.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     with fail_cleanly():
         options = ExportOptions(
             format=format,

@@ -28,7 +28,7 @@ _MESSAGE_CLASSES: tuple[tuple[str, type[TritonkitError]], ...] = (
     ("connection refused", ServerUnavailable),
     ("socket closed", ServerUnavailable),
     ("unexpected shape", InvalidInput),
-    ("unexpected datatype", InvalidInput),
+    ("data-type is", InvalidInput),
     ("batch-size must be", InvalidInput),
     ("unexpected inference input", InvalidInput),
     ("input", InvalidInput),

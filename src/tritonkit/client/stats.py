@@ -34,6 +34,30 @@ class ModelStats:
     def average_batch_size(self) -> float:
         return self.request_count / self.execution_count if self.execution_count else 0.0
 
+    def since(self, earlier: ModelStats) -> ModelStats:
+        """What the server did between ``earlier`` and this snapshot (warm-up and earlier load excluded)."""
+        successes = self.success_count - earlier.success_count
+        per_request = max(successes, 1)
+        queue_us = self.queue_us_per_request * self.success_count - earlier.queue_us_per_request * earlier.success_count
+        compute_us = (
+            self.compute_us_per_request * self.success_count - earlier.compute_us_per_request * earlier.success_count
+        )
+        batch_counts = {
+            size: count - earlier.batch_counts.get(size, 0)
+            for size, count in self.batch_counts.items()
+            if count > earlier.batch_counts.get(size, 0)
+        }
+        return ModelStats(
+            model=self.model,
+            request_count=self.request_count - earlier.request_count,
+            execution_count=self.execution_count - earlier.execution_count,
+            success_count=successes,
+            failure_count=self.failure_count - earlier.failure_count,
+            queue_us_per_request=queue_us / per_request,
+            compute_us_per_request=compute_us / per_request,
+            batch_counts=batch_counts,
+        )
+
     @classmethod
     def from_json(cls, statistics: Mapping[str, Any]) -> ModelStats:
         """Build from the JSON form of ``get_inference_statistics`` (gRPC ``as_json=True`` or HTTP)."""

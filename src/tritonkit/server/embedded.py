@@ -156,6 +156,7 @@ class EmbeddedServer:
             raise ServerUnavailable(f"model repository {self.repository} does not exist")
         if self.validate:
             self._validate_repository()
+        self._check_ports_free()
         distribution = find_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonkit-server-"))
         backend_dir = lay_out_backend_dir(self._workdir / "backends", distribution)
@@ -175,6 +176,18 @@ class EmbeddedServer:
             self.stop()
             raise
         return self
+
+    def _check_ports_free(self) -> None:
+        # Checked up front: a readiness probe on a port another server holds would answer for that server.
+        for label, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((self.address, port))
+                except OSError as error:
+                    raise ServerUnavailable(
+                        f"cannot serve {label} on {self.address}:{port}: {error.strerror or error}"
+                        " (another server there? choose another port, or 0 for a free one)"
+                    ) from None
 
     def _validate_repository(self) -> None:
         from tritonkit.repository import validate_model, validate_repository

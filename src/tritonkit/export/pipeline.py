@@ -1,0 +1,149 @@
+"""``export_model``: a MODEL reference in, a verified model directory of a Triton repository out.
+
+The steps are pure functions from the sibling modules; this module orders them and makes the
+result appear atomically. Everything is built and verified in a hidden staging folder inside the
+model directory (Triton ignores non-numeric folders there), then moved into place with
+``os.replace``, so a failed export never leaves a half-written model file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tritonkit.errors import ExportError
+from tritonkit.export.config import config_for, export_spec
+from tritonkit.export.models import UInt8Frames, load_model
+from tritonkit.export.onnx import to_onnx
+from tritonkit.export.options import ExportOptions
+from tritonkit.export.precision import HalfPrecision
+from tritonkit.export.signature import probe_signature, random_batch, signature_json
+from tritonkit.export.torchscript import to_torchscript
+from tritonkit.export.verify import VerificationReport, verify_artifact
+from tritonkit.repository import ModelConfig
+
+__all__ = ["ARTIFACT_NAMES", "ExportResult", "export_model"]
+
+ARTIFACT_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+_FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
+_CONFIG = "config.pbtxt"
+# Tracing at 2 rather than 1 keeps exporters from specialising size-1 dimensions into the graph.
+_TRACE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model_dir: Path
+    artifact: Path
+    config: ModelConfig
+    report: VerificationReport
+
+
+def export_model(
+    model: str,
+    options: ExportOptions,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Build ``model``, export it as ``options`` say, verify it against eager PyTorch, and write
+    ``<repository>/<name>/<version>/model.{onnx,pt}`` and ``<repository>/<name>/config.pbtxt``.
+
+    ``on_step`` is called with a short description before each step ("building resnet18",
+    "exporting ONNX", "verifying batch 8", ...). Raises :class:`ExportError` for any model,
+    export or verification failure and :class:`ConfigError` for an existing config.pbtxt that
+    cannot be read; in both cases nothing in the repository has changed.
+    """
+    step = on_step or _ignore
+    name = options.model_name(model)
+    model_dir = options.repository / name
+    config_path = model_dir / _CONFIG
+    device = options.resolved_device()
+    # Read an existing config first: a broken one should fail in a second, not after the export.
+    existing = ModelConfig.load(config_path) if config_path.exists() else None
+
+    step(f"building {model}")
+    module = load_model(model, weights=options.weights, seed=options.seed)
+    exported, reference = _wrap(module, options)
+    exported, reference = exported.to(device), reference.to(device)
+    sample = random_batch(
+        options.served_input_shape,
+        options.input_dtype,
+        _TRACE_BATCH,
+        generator=torch.Generator().manual_seed(options.seed),
+        device=device,
+    )
+    inputs, outputs = probe_signature(exported, sample)
+    config = config_for(export_spec(name, options, inputs, outputs), existing)
+
+    with _staging(model_dir) as staging:
+        staged = staging / ARTIFACT_NAMES[options.format]
+        step(f"exporting {_FORMAT_LABELS[options.format]}")
+        if options.format == "onnx":
+            to_onnx(exported, sample, staged, opset=options.opset, exporter=options.onnx_exporter)
+        else:
+            to_torchscript(exported, sample, staged, signature=signature_json(inputs, outputs), seed=options.seed + 1)
+        tolerance = options.tolerance
+        report = verify_artifact(
+            staged,
+            reference,
+            input_shape=options.served_input_shape,
+            batch_sizes=options.batch_sizes,
+            dtype=options.input_dtype,
+            atol=tolerance.atol,
+            rtol=tolerance.rtol,
+            # Other seeds than the trace's, so verification sees batches the export never did.
+            seed=options.seed + 2,
+            device=device,
+            on_step=step,
+        )
+        step(f"writing {config_path}")
+        version_dir = model_dir / str(options.version)
+        version_dir.mkdir(exist_ok=True)
+        artifact = version_dir / staged.name
+        # Everything the exporter wrote moves together (an ONNX model over 2 GB has external data files).
+        for produced in sorted(staging.iterdir()):
+            os.replace(produced, version_dir / produced.name)
+        config.save(config_path)
+    return ExportResult(model_dir, artifact, config, dataclasses.replace(report, artifact=artifact))
+
+
+def _wrap(module: nn.Module, options: ExportOptions) -> tuple[nn.Module, nn.Module]:
+    """(module to export, fp32 eager reference to verify it against)."""
+    exported = HalfPrecision(module) if options.precision == "fp16" else module
+    if options.uint8_input:
+        return UInt8Frames(exported).eval(), UInt8Frames(module).eval()
+    return exported.eval(), module
+
+
+@contextlib.contextmanager
+def _staging(model_dir: Path) -> Iterator[Path]:
+    """A scratch folder inside ``model_dir``; on failure, folders this export created are removed again."""
+    created = [p for p in (model_dir.parent, model_dir) if not p.exists()]
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {model_dir}: {exc.strerror or exc}") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".tritonkit-export-", dir=model_dir))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        # Only empty folders, and only ours: an empty model folder would make Triton fail the repository.
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ignore(_: str) -> None:
+    """The default ``on_step``."""

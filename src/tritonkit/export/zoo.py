@@ -1,0 +1,63 @@
+"""Tiny built-in models, usable as MODEL references (``tritonkit.export.zoo:tiny_cnn``).
+
+``tiny_cnn`` exports and verifies in about a second, for tests and smoke runs. ``no_work`` does
+next to nothing per request, so serving it measures the transport ceiling (network, serialisation,
+queueing) rather than compute. ``slow_matmul`` costs a known, adjustable amount of compute per sample, for
+tests of what happens while requests are in flight or queued (shutdown, queue limits, timeouts).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["NoWork", "SlowMatmul", "no_work", "slow_matmul", "tiny_cnn"]
+
+
+def tiny_cnn(num_classes: int = 10) -> nn.Module:
+    """Two strided convolutions, global pooling and a linear head; any input of 3 x H x W, H, W >= 4."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(8, 16, kernel_size=3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(1),
+        nn.Linear(16, num_classes),
+    )
+
+
+class NoWork(nn.Module):
+    """The mean of each sample, shape ``(N, 1)``: a real output for almost no compute."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).float().mean(dim=1, keepdim=True)
+
+
+def no_work() -> nn.Module:
+    return NoWork()
+
+
+class SlowMatmul(nn.Module):
+    """``depth`` chained ``tanh(x @ W)`` over the last axis, whose length must be ``width``.
+
+    An input of (N, C, H, width) costs about ``2 * depth * C * H * width**2`` FLOP a sample.
+    """
+
+    def __init__(self, depth: int, width: int) -> None:
+        super().__init__()
+        self.depth = depth
+        self.weight = nn.Parameter(torch.randn(width, width) / width**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for _ in range(self.depth):
+            y = torch.tanh(y @ self.weight)
+        return y.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+def slow_matmul(depth: int = 256, width: int = 512) -> nn.Module:
+    """Input (N, C, H, 512), output (N, 1); at 3,512,512 about 200 GFLOP a sample (about a second on two CPU cores)."""
+    return SlowMatmul(depth, width)
