@@ -12,14 +12,13 @@ from tritonkit.export.options import ExportOptions, parse_input_shape
 from tritonkit.export.pipeline import ExportResult, export_model
 from tritonkit.export.precision import HalfPrecision, Tolerance, default_tolerance
 from tritonkit.export.signature import TensorSignature, probe_signature
-from tritonkit.export.torchscript import SIGNATURE_FILE, read_signature, to_torchscript
+from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import OutputCheck, VerificationReport, verify_artifact
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_OPSET",
-    "SIGNATURE_FILE",
     "ExportOptions",
     "ExportResult",
     "HalfPrecision",
@@ -34,7 +33,6 @@ __all__ = [
     "load_weights",
     "parse_input_shape",
     "probe_signature",
-    "read_signature",
     "safe_model_name",
     "to_onnx",
     "to_torchscript",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ from torch import nn
 from tritonkit.errors import ExportError
 from tritonkit.export.precision import export_error
 from tritonkit.export.signature import evaluating, probe_signature, random_batch, signature_json
+from tritonkit.repository.signature import SIGNATURE_FILENAME
 
-__all__ = ["SIGNATURE_FILE", "quiet_torchscript", "read_signature", "to_torchscript"]
-
-SIGNATURE_FILE = "tritonkit.json"
+__all__ = ["quiet_torchscript", "to_torchscript"]
 
 # Batch sizes the trace is re-run and compared on; 1 and an odd size catch a baked-in batch.
 _CHECK_BATCHES = (1, 3)
@@ -72,7 +70,7 @@ def to_torchscript(
                 traced = torch.jit.trace(module, (sample,), check_inputs=check_inputs, strict=False)
             # Freezing inlines weights and folds conv+bn, and makes the file eval-only.
             frozen = torch.jit.freeze(traced.eval())
-            torch.jit.save(frozen, str(path), _extra_files={SIGNATURE_FILE: json.dumps(signature)})
+            torch.jit.save(frozen, str(path), _extra_files={SIGNATURE_FILENAME: json.dumps(signature)})
     except (torch.jit.TracingCheckError, torch.jit.TracerWarning) as exc:
         raise ExportError(
             "the TorchScript trace does not reproduce the eager model on other batches "
@@ -84,16 +82,3 @@ def to_torchscript(
     except Exception as exc:
         raise export_error("TorchScript export", exc, device=device) from exc
     return path
-
-
-def read_signature(path: Path) -> dict[str, Any]:
-    """The ``tritonkit.json`` signature stored in a TorchScript file, read without loading the model."""
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entry = next((n for n in archive.namelist() if n.endswith(f"/extra/{SIGNATURE_FILE}")), None)
-            if entry is None:
-                raise ExportError(f"{path} has no {SIGNATURE_FILE}; it was not exported by tritonkit")
-            return json.loads(archive.read(entry))
-    except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read the signature of {path}: {exc}") from exc
