@@ -86,6 +86,13 @@ class BatchingBackendModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
+        if int(np.__version__.split(".")[0]) >= 2:
+            # The stub in nvidia-pytriton 0.7 is built for numpy 1.x; under numpy 2 it answered every request with
+            # outputs of the right shape and no data (seen on an H200 machine). Refuse to load rather than do that.
+            raise RuntimeError(
+                f"model {config['name']!r}: the python backend stub of nvidia-pytriton needs numpy<2, "
+                f"this environment has numpy {np.__version__}: pip install 'numpy<2'"
+            )
         self.model_name = config["name"]
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.inputs = [TensorInfo.from_config(entry) for entry in config.get("input", [])]

@@ -1,0 +1,86 @@
+"""KIND_GPU instances on the embedded server. Skipped without a CUDA GPU; run on one with tools/device-tests.sh."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+import tritonclient.grpc as grpcclient  # noqa: E402
+
+from tritonkit.errors import ServerUnavailable  # noqa: E402
+from tritonkit.export import ExportOptions, export_model, load_model  # noqa: E402
+from tritonkit.server import EmbeddedServer  # noqa: E402
+
+SHAPE = (3, 224, 224)
+
+
+@pytest.fixture(scope="module")
+def gpu_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("gpu")
+    export_model(
+        "resnet18",
+        ExportOptions(format="torchscript", name="r18", repository=repository, max_batch_size=32, kind="gpu"),
+    )
+    export_model(
+        "resnet18",
+        ExportOptions(
+            format="torchscript",
+            name="r18_fp16_uint8",
+            repository=repository,
+            max_batch_size=32,
+            kind="gpu",
+            precision="fp16",
+            uint8_input=True,
+        ),
+    )
+    return repository
+
+
+def infer(url: str, model: str, frames: np.ndarray, datatype: str) -> np.ndarray:
+    client = grpcclient.InferenceServerClient(url)
+    tensor = grpcclient.InferInput("input__0", list(frames.shape), datatype)
+    tensor.set_data_from_numpy(frames)
+    return client.infer(model, [tensor]).as_numpy("output__0")
+
+
+def test_kind_gpu_torchscript_serves_on_the_gpu_and_batches(gpu_repository):
+    eager = load_model("resnet18").cuda()
+    with EmbeddedServer(gpu_repository, http_port=0, grpc_port=0, metrics_port=0, log_verbose=1) as server:
+        log = server.log_text()
+        assert "Creating instance r18_0_0 on GPU 0" in log or "r18_0_0 (GPU device 0)" in log, log[-3000:]
+        frames = np.random.default_rng(0).standard_normal((4, *SHAPE)).astype(np.float32)
+        served = infer(server.grpc_url, "r18", frames, "FP32")
+        with torch.no_grad():
+            expected = eager(torch.from_numpy(frames).cuda()).cpu().numpy()
+        np.testing.assert_allclose(served, expected, rtol=1e-2, atol=1e-3)
+
+        one = frames[:1]
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda _: infer(server.grpc_url, "r18", one, "FP32"), range(128)))
+        statistics = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("r18", as_json=True)
+        sizes = [int(entry["batch_size"]) for entry in statistics["model_stats"][0]["batch_stats"]]
+        assert max(sizes) > 1, sizes
+
+        uint8_frames = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+        half = infer(server.grpc_url, "r18_fp16_uint8", uint8_frames, "UINT8")
+        assert half.shape == (2, 1000) and half.dtype == np.float32 and np.isfinite(half).all()
+
+
+def test_onnx_kind_gpu_without_cuda_provider_is_a_clear_error(tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    export_model(
+        "tritonkit.export.zoo:tiny_cnn",
+        ExportOptions(name="tiny_gpu", repository=tmp_path, input_shape=(3, 32, 32), kind="gpu"),
+    )
+    with pytest.raises(ServerUnavailable) as caught:
+        EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0).start()
+    assert "no CUDAExecutionProvider" in str(caught.value) and "tiny_gpu" in str(caught.value)
