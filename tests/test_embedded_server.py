@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -118,7 +120,8 @@ def test_a_killed_launcher_takes_the_server_down(one_model_repository):
         launcher.kill()
 
 
-def test_serve_stops_on_sigint_after_in_flight_requests_finish(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_after_in_flight_requests_finish(tmp_path, stop_signal):
     from tritonkit.export import ExportOptions, export_model
 
     repository = tmp_path / "slow"
@@ -144,6 +147,7 @@ def test_serve_stops_on_sigint_after_in_flight_requests_finish(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
     try:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
@@ -162,11 +166,14 @@ def test_serve_stops_on_sigint_after_in_flight_requests_finish(tmp_path):
         started = time.monotonic()
         client.async_infer("slow", [tensor], callback=lambda result, error: results.append((result, error)))
         time.sleep(0.3)
-        serve.send_signal(signal.SIGINT)
+        serve.send_signal(stop_signal)
         output, _ = serve.communicate(timeout=120)
         elapsed = time.monotonic() - started
         assert serve.returncode == 0, output
         assert "tritonserver stopped (exit code 0)" in output
+        assert "slow" in output and "READY" in output, "serve lists the models it serves"
+        server_pid = int(re.search(r"tritonserver ready \(pid (\d+)\)", output).group(1))
+        assert group_members(server_pid) == [], "a server or stub process outlived serve"
         assert len(results) == 1
         result, error = results[0]
         assert error is None, f"the in-flight request was lost: {error}"

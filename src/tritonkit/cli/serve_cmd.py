@@ -61,9 +61,16 @@ def serve(
 
 
 def _print_endpoints(server: EmbeddedServer) -> None:
+    import tritonclient.http as httpclient
+
     table = Table(title=f"tritonserver ready (pid {server.pid})", show_header=False)
     table.add_row("gRPC", server.grpc_url)
     table.add_row("HTTP", f"http://{server.http_url}")
     table.add_row("metrics", server.metrics_url)
     console.print(table)
+    models = Table("model", "version", "state")
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        for entry in client.get_model_repository_index():
+            models.add_row(entry.get("name", ""), entry.get("version", ""), entry.get("state", ""))
+    console.print(models)
     console.print("Ctrl-C stops it.")
