@@ -70,7 +70,8 @@ class ModelConfig:
     def load(cls, path: Path) -> ModelConfig:
         """Read a config.pbtxt, given its path or its model directory's."""
         path = Path(path)
-        config_path = path / CONFIG_FILENAME if path.is_dir() else path
+        # A model directory that does not exist is still named as one, so the error says which file is missing.
+        config_path = path if path.suffix == ".pbtxt" else path / CONFIG_FILENAME
         try:
             text = config_path.read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -53,7 +53,8 @@ def _die_with_parent() -> None:
 class EmbeddedServer:
     """A tritonserver process serving one model repository on this host.
 
-    Ports given as 0 are replaced by free ones. ``validate`` checks the repository with tritonkit's validator
+    Ports given as 0 are replaced by free ones; ``env`` adds variables to the environment of the server and its
+    stubs. ``validate`` checks the repository with tritonkit's validator
     before starting, so a broken config is reported by name instead of by a server that exits.
     """
 
@@ -72,6 +73,7 @@ class EmbeddedServer:
         shutdown_timeout_s: float = 30.0,
         log_verbose: int = 0,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.address = address
@@ -85,6 +87,7 @@ class EmbeddedServer:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
+        self.env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_text = ""
@@ -141,7 +144,7 @@ class EmbeddedServer:
 
     def environment(self) -> dict[str, str]:
         distribution = find_distribution()
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         # The stub embeds Python in isolated mode and finds its site-packages from the first python3 on PATH.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(

@@ -1,0 +1,139 @@
+"""Closed-loop load: a fixed number of requests in flight, asyncio-based, spread over processes when needed.
+
+Every worker coroutine sends its next request as soon as the last one is answered. The first ``warmup_s`` seconds
+are not measured; after them, the requests that complete within the ``window_s`` measurement window count. Several
+processes start their windows at the same CLOCK_MONOTONIC instant, so their counts add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tritonkit.client.errors import classify
+from tritonkit.repository.dtypes import to_numpy_dtype
+
+__all__ = ["LoadResult", "LoadSpec", "run_load", "start_delay_s"]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send, where, and for how long; ``shape`` includes the batch dim (frames per request)."""
+
+    url: str
+    model: str
+    input_name: str
+    datatype: str
+    shape: tuple[int, ...]
+    output_names: tuple[str, ...]
+    concurrency: int
+    warmup_s: float
+    window_s: float
+    protocol: str = "grpc"
+    timeout_s: float = 60.0
+
+
+@dataclass
+class LoadResult:
+    """What the measurement window saw. Latencies are in milliseconds; failures are counted by error class."""
+
+    window_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    client_cpu_s: float = 0.0
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies_ms)
+
+    def merge(self, other: LoadResult) -> None:
+        self.latencies_ms.extend(other.latencies_ms)
+        self.failures.update(other.failures)
+        self.client_cpu_s += other.client_cpu_s
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def _payload(spec: LoadSpec) -> np.ndarray:
+    dtype = to_numpy_dtype(spec.datatype)
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 256, size=spec.shape).astype(dtype)
+    return rng.standard_normal(spec.shape).astype(dtype)
+
+
+async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResult:
+    if spec.protocol == "grpc":
+        import tritonclient.grpc.aio as transport
+    else:
+        import tritonclient.http.aio as transport  # type: ignore[no-redef]
+    client: Any = transport.InferenceServerClient(spec.url)
+    request_input = transport.InferInput(spec.input_name, list(spec.shape), spec.datatype)
+    request_input.set_data_from_numpy(_payload(spec))
+    outputs = [transport.InferRequestedOutput(name) for name in spec.output_names]
+    timeout = {"client_timeout": spec.timeout_s} if spec.protocol == "grpc" else {"timeout": int(spec.timeout_s)}
+    measure_from = start_at + spec.warmup_s
+    measure_until = measure_from + spec.window_s
+    result = LoadResult(window_s=spec.window_s)
+
+    async def worker() -> None:
+        while (started := time.monotonic()) < measure_until:
+            failure = None
+            try:
+                await client.infer(spec.model, [request_input], outputs=outputs, **timeout)
+            except Exception as error:
+                failure = type(classify(error)).__name__
+            finished = time.monotonic()
+            if measure_from <= finished <= measure_until:
+                if failure is None:
+                    result.latencies_ms.append((finished - started) * 1000.0)
+                else:
+                    result.failures[failure] += 1
+            if failure is not None:
+                # A refused request returns at once; without a pause a dead server turns this into a busy loop.
+                await asyncio.sleep(0.01)
+
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    cpu_at_start = time.process_time()
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        result.client_cpu_s = time.process_time() - cpu_at_start
+        await client.close()
+    return result
+
+
+def _drive_in_process(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResult:
+    return asyncio.run(_drive(spec, concurrency, start_at))
+
+
+def start_delay_s(processes: int) -> float:
+    """How long after ``run_load`` is called the load starts: spawned interpreters first import tritonclient."""
+    return 3.0 if processes > 1 else 0.05
+
+
+def run_load(spec: LoadSpec, processes: int = 1, start_at: float | None = None) -> LoadResult:
+    """Run one measurement; with ``processes`` > 1 the concurrency is split over that many client processes.
+
+    The load starts at ``start_at`` (CLOCK_MONOTONIC), by default as soon as the processes can be ready.
+    """
+    processes = max(1, min(processes, spec.concurrency))
+    if start_at is None:
+        start_at = time.monotonic() + start_delay_s(processes)
+    if processes == 1:
+        return _drive_in_process(spec, spec.concurrency, start_at)
+    shares = [spec.concurrency // processes + (1 if i < spec.concurrency % processes else 0) for i in range(processes)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        parts = pool.starmap(_drive_in_process, [(spec, share, start_at) for share in shares])
+    total = LoadResult(window_s=spec.window_s)
+    for part in parts:
+        total.merge(part)
+    return total

@@ -1,0 +1,162 @@
+"""The bench itself: each configuration loaded into the running server, each concurrency measured.
+
+Configurations are applied through Triton's model-control API (explicit mode, a config override on load), so the
+server is never restarted between them. Between windows the server is idle, which is when the raw model is timed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from tritonkit.bench.configs import BenchConfig
+from tritonkit.bench.gpu import GpuSampler
+from tritonkit.bench.loadgen import LoadSpec, run_load, start_delay_s
+from tritonkit.bench.raw import RawModel
+from tritonkit.client.errors import classify
+from tritonkit.client.stats import ModelStats
+from tritonkit.errors import ModelNotReady
+from tritonkit.repository import ModelConfig, triton_dtype_name
+from tritonkit.repository.validate import model_filename, version_directories
+
+__all__ = ["BenchSettings", "Cell", "load_configuration", "measure_cell", "model_file_of"]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    concurrency: tuple[int, ...] = (1, 4, 16, 64)
+    warmup_s: float = 2.0
+    window_s: float = 5.0
+    protocol: str = "grpc"
+    client_processes: int | None = None  # None: one process, more where the concurrency and the cores allow
+    frames_per_request: int = 1
+
+    def processes_for(self, concurrency: int) -> int:
+        if self.client_processes:
+            return self.client_processes
+        # A Python client process tops out well below what a GPU server takes; on a small machine extra
+        # processes would only take cores from the server.
+        spare_cores = (os.cpu_count() or 1) // 4
+        return max(1, min(4, spare_cores, math.ceil(concurrency / 32)))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration at one concurrency: what the client saw, what the server did, and the raw model."""
+
+    config: str
+    label: str
+    concurrency: int
+    requests_per_s: float
+    samples_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    average_batch: float
+    queue_us_per_request: float
+    compute_us_per_request: float
+    failures: dict[str, int] = field(default_factory=dict)
+    server_failures: int = 0
+    client_cpu_us_per_request: float = 0.0
+    gpu_utilisation_pct: float | None = None
+    raw_batch: int = 1
+    raw_samples_per_s: float = 0.0
+
+    @property
+    def efficiency(self) -> float:
+        """Served samples/s over the raw model's samples/s at the batch size the server formed."""
+        return self.samples_per_s / self.raw_samples_per_s if self.raw_samples_per_s else float("nan")
+
+
+def model_file_of(model_dir: Path, config: ModelConfig) -> Path:
+    """The newest version's model file, the one the server loads under the default version policy."""
+    versions = version_directories(model_dir)
+    if not versions:
+        raise ModelNotReady(f"model {model_dir.name!r} has no version directory in {model_dir}")
+    return model_dir / str(max(versions)) / model_filename(config.proto)
+
+
+def load_configuration(grpc_url: str, name: str, base: ModelConfig, config: BenchConfig, timeout_s: float) -> None:
+    """Load ``name`` with ``config`` applied to its own config.pbtxt, and wait until it is ready."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        client.load_model(name, config=config.override_json(base.proto))
+    except Exception as error:
+        raise ModelNotReady(f"loading {name!r} as {config.key} failed: {classify(error)}") from error
+    deadline = time.monotonic() + timeout_s
+    while not client.is_model_ready(name):
+        if time.monotonic() > deadline:
+            raise ModelNotReady(f"model {name!r} as {config.key} was not ready within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def measure_cell(
+    grpc_url: str,
+    url: str,
+    name: str,
+    base: ModelConfig,
+    config: BenchConfig,
+    concurrency: int,
+    settings: BenchSettings,
+    raw: RawModel,
+) -> Cell:
+    tensor = base.proto.input[0]
+    spec = LoadSpec(
+        url=url,
+        model=name,
+        input_name=tensor.name,
+        datatype=triton_dtype_name(tensor.data_type),
+        shape=(settings.frames_per_request, *tensor.dims),
+        output_names=tuple(output.name for output in base.proto.output),
+        concurrency=concurrency,
+        warmup_s=settings.warmup_s,
+        window_s=settings.window_s,
+        protocol=settings.protocol,
+    )
+    stats_client = grpcclient.InferenceServerClient(grpc_url)
+
+    def snapshot() -> ModelStats:
+        return ModelStats.from_json(stats_client.get_inference_statistics(name, as_json=True))
+
+    # The server's counters are read as the window opens (warm-up excluded) and after it closes.
+    processes = settings.processes_for(concurrency)
+    start_at = time.monotonic() + start_delay_s(processes)
+    before: list[ModelStats] = []
+    opens = threading.Timer(start_at + settings.warmup_s - time.monotonic(), lambda: before.append(snapshot()))
+    opens.start()
+    try:
+        with GpuSampler() as sampler:
+            result = run_load(spec, processes, start_at)
+    finally:
+        opens.cancel()
+    after = snapshot()
+    server = after.since(before[0]) if before else after
+    average_batch = server.average_batch_size or float(settings.frames_per_request)
+    raw_batch = max(1, round(average_batch))
+    raw_measurement = raw.measure(raw_batch)
+    completed = result.completed
+    return Cell(
+        config=config.key,
+        label=config.label,
+        concurrency=concurrency,
+        requests_per_s=completed / spec.window_s,
+        samples_per_s=completed * settings.frames_per_request / spec.window_s,
+        p50_ms=result.percentile_ms(50),
+        p90_ms=result.percentile_ms(90),
+        p99_ms=result.percentile_ms(99),
+        average_batch=average_batch,
+        queue_us_per_request=server.queue_us_per_request,
+        compute_us_per_request=server.compute_us_per_request,
+        failures=dict(result.failures),
+        server_failures=server.failure_count,
+        client_cpu_us_per_request=result.client_cpu_s * 1e6 / max(completed, 1),
+        gpu_utilisation_pct=sampler.utilisation_pct,
+        raw_batch=raw_batch,
+        raw_samples_per_s=raw_measurement.samples_per_s,
+    )
