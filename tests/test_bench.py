@@ -45,7 +45,7 @@ def quick_bench(bench_repository: Path, tmp_path_factory: pytest.TempPathFactory
 def test_quick_bench_writes_table_json_csv_and_png(quick_bench):
     code, output, out = quick_bench
     assert code == 0, output
-    assert "served/raw" in output and "1 inst + batch≤16/5ms" in output
+    assert "eff" in output and "1 inst, b≤16 5ms" in output
     results = json.loads((out / "results.json").read_text())
     assert results["configs"] == ["i1", "i2", "i1b16d5000", "i2b8d2000"]
     assert len(results["cells"]) == 8

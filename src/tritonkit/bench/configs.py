@@ -42,11 +42,11 @@ class BenchConfig:
 
     @property
     def label(self) -> str:
-        """Short enough for a table column: "2 inst", "1 inst + batch≤16/2ms", "4 inst + MPS"."""
+        """Short enough for a table column: "2 inst", "1 inst, b≤16 2ms", "4 inst, MPS"."""
         text = f"{self.instances} inst"
         if self.batching:
-            text += f" + batch≤{self.max_batch}/{self.queue_delay_us / 1000:g}ms"
-        return text + (" + MPS" if self.mps else "")
+            text += f", b≤{self.max_batch} {self.queue_delay_us / 1000:g}ms"
+        return text + (", MPS" if self.mps else "")
 
     def override(self, base: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
         """``base`` with this configuration's instances and batching; everything else is kept."""

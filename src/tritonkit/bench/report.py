@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from tritonkit.bench.runner import Cell
@@ -22,30 +23,35 @@ def _ms(value: float) -> str:
 
 
 def cells_table(cells: Sequence[Cell], *, title: str) -> Table:
-    """Setup | c | throughput | p50 | p99 | avg batch | queue/compute | failures | GPU | raw | served/raw."""
-    table = Table(title=title)
-    for column in ("setup", "c", "thru/s", "p50 ms", "p99 ms", "batch", "queue/comp ms", "fail"):
-        table.add_column(column, justify="left" if column == "setup" else "right", no_wrap=column == "setup")
+    """Setup | c | throughput | p50/p99 | avg batch | server queue/compute | failures | GPU | served/raw.
+
+    Compact enough for an 80-column terminal; results.json and results.csv carry every number in full.
+    """
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        caption="q/c: server queue/compute per request; eff: served/raw at the batch formed",
+    )
     show_gpu = any(cell.gpu_utilisation_pct is not None for cell in cells)
-    if show_gpu:
-        table.add_column("GPU util", justify="right")
-    table.add_column("raw/s", justify="right")
-    table.add_column("served/raw", justify="right")
+    columns = ["setup", "c", "req/s", "p50/p99 ms", "batch", "q/c ms", "fail"]
+    columns += ["GPU"] if show_gpu else []
+    for column in [*columns, "eff"]:
+        table.add_column(column, justify="left" if column == "setup" else "right", no_wrap=True)
     for cell in cells:
-        failures = sum(cell.failures.values())
         row = [
             cell.label,
             str(cell.concurrency),
             f"{cell.samples_per_s:,.0f}",
-            _ms(cell.p50_ms),
-            _ms(cell.p99_ms),
+            f"{_ms(cell.p50_ms)}/{_ms(cell.p99_ms)}",
             f"{cell.average_batch:.2f}",
             f"{cell.queue_us_per_request / 1000:.1f}/{cell.compute_us_per_request / 1000:.1f}",
-            str(failures) if failures else "0",
+            str(sum(cell.failures.values()) + cell.server_failures),
         ]
         if show_gpu:
             row.append("-" if cell.gpu_utilisation_pct is None else f"{cell.gpu_utilisation_pct:.0f}%")
-        row += [f"{cell.raw_samples_per_s:,.0f} @{cell.raw_batch}", f"{cell.efficiency:.2f}"]
+        row.append(f"{cell.efficiency:.2f}")
         table.add_row(*row)
     return table
 

@@ -22,8 +22,9 @@ def demo(
     repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
     requests: int = typer.Option(256, min=1, help="Requests to send."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight at once."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="End with a short bench (about a minute)."),
 ) -> None:
-    """Export (if missing), serve on free ports, send concurrent requests, print results and batching."""
+    """Export (if missing), serve, send concurrent requests, print results and batching, then a short bench."""
     from tritonkit.client import Client
     from tritonkit.export import ExportOptions, export_model
     from tritonkit.server import EmbeddedServer
@@ -53,6 +54,25 @@ def demo(
             with console.status("stopping the server ..."):
                 server.stop()
     _report(name, first, latencies, wall_s, concurrency, stats)
+    if bench:
+        _short_bench(repository, name)
+
+
+def _short_bench(repository: Path, name: str) -> None:
+    """1 vs 2 instances, with and without batching, at concurrency 1 and 16: the comparison in a minute."""
+    import datetime
+
+    from tritonkit.bench import BenchSettings, default_configs
+    from tritonkit.cli.bench_cmd import run_and_report
+    from tritonkit.repository import ModelConfig
+
+    max_batch = ModelConfig.load(repository / name).max_batch_size
+    configs = default_configs(2, max_batch, 2000, mps=False)
+    settings = BenchSettings(concurrency=(1, 16), warmup_s=0.5, window_s=2.0)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    console.print(f"short bench: {', '.join(c.label for c in configs)}; concurrency 1 and 16; 2 s windows")
+    with fail_cleanly():
+        run_and_report(repository, name, configs, settings, Path("bench-results") / f"demo-{stamp}")
 
 
 def _random_frame(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
