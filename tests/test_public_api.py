@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "tritonkit.repository",
     "tritonkit.server",
     "tritonkit.export",
+    "tritonkit.bench",
 ]
 
 

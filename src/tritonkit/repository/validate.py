@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonkit.errors import ConfigError
 from tritonkit.repository.config import CONFIG_FILENAME, PLATFORM_BACKENDS, ModelConfig, resolve_backend
 from tritonkit.repository.dtypes import triton_dtype_name
+from tritonkit.repository.paths import contained_model_file
 from tritonkit.repository.signature import ModelFormat, Signature, read_signature
 from tritonkit.repository.spec import TensorSpec, VersionPolicy
 
@@ -166,7 +167,7 @@ def _check_versions(model: str, model_dir: Path, config_path: Path, proto: model
             raise _problem(
                 model, config_path, f"version_policy selects version {version}, but {version_dir} does not exist"
             )
-        model_file = version_dir / filename
+        model_file = contained_model_file(model_dir, str(version), filename)
         if not model_file.exists():
             raise _problem(model, model_file, f"missing; backend {backend} loads {filename} from version {version}")
         try:

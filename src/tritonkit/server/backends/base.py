@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tritonkit.repository.paths import contained_model_file
+
 __all__ = [
     "BatchingBackendModel",
     "ModelRunner",
@@ -99,7 +101,7 @@ class BatchingBackendModel:
         self.outputs = [TensorInfo.from_config(entry) for entry in config.get("output", [])]
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         filename = config.get("default_model_filename") or self.default_model_filename
-        model_file = Path(args["model_repository"]) / args["model_version"] / filename
+        model_file = contained_model_file(Path(args["model_repository"]), args["model_version"], filename)
         if not model_file.is_file():
             raise FileNotFoundError(f"model {self.model_name!r}: model file {model_file} does not exist")
         # The kind is "CPU" or "GPU"; Triton has already resolved KIND_AUTO by the time an instance starts.
