@@ -181,3 +181,33 @@ def test_serve_stops_after_in_flight_requests_finish(tmp_path, stop_signal):
         assert elapsed > 0.5, "the request finished before the stop began; the test proved nothing"
     finally:
         serve.kill()
+
+
+def test_restricted_apis_need_the_key(one_model_repository):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    from tritonkit.server import api_key_headers
+
+    with EmbeddedServer(one_model_repository, http_port=0, grpc_port=0, metrics_port=0, api_key="s3cret") as server:
+        for module, url, protocol in ((httpclient, server.http_url, "http"), (grpcclient, server.grpc_url, "grpc")):
+            client = module.InferenceServerClient(url)
+            with pytest.raises(InferenceServerException, match="tritonkit-key"):
+                client.get_model_repository_index()
+            with pytest.raises(InferenceServerException, match="tritonkit-key"):
+                client.get_model_repository_index(headers=api_key_headers(protocol, "wrong"))
+            index = client.get_model_repository_index(headers=api_key_headers(protocol, "s3cret"))
+            assert "tiny" in str(index)
+            assert client.is_model_ready("tiny"), "health and readiness stay open"
+
+
+def test_serve_restrict_key_reads_the_variable_and_refuses_an_empty_one(one_model_repository):
+    refused = subprocess.run(
+        [sys.executable, "-m", "tritonkit", "serve", "-r", str(one_model_repository), "--restrict-key", "NO_SUCH_VAR"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "NO_SUCH_VAR"},
+    )
+    assert refused.returncode == 2
+    assert "environment variable NO_SUCH_VAR is unset or empty" in " ".join(refused.stderr.split()).replace("│ ", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tritonkit.cli.common import console, error_console, fail_cleanly
-from tritonkit.server.embedded import EmbeddedServer
+from tritonkit.server.embedded import API_KEY_HEADER, RESTRICTED_APIS, EmbeddedServer, api_key_headers
 from tritonkit.server.logs import relevant_lines
 
 __all__ = ["serve"]
@@ -25,8 +26,22 @@ def serve(
     metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0 picks a free one)."),
     startup_timeout_s: float = typer.Option(120.0, "--startup-timeout-s", help="Seconds to wait for readiness."),
     log_verbose: int = typer.Option(0, help="Triton's --log-verbose level."),
+    restrict_key: str | None = typer.Option(
+        None,
+        "--restrict-key",
+        metavar="ENVVAR",
+        help="Environment variable holding a key: the model-repository, shared-memory, logging and trace APIs then "
+        "answer only requests with the header tritonkit-key: <key>.",
+    ),
 ) -> None:
     """Serve a model repository with the embedded tritonserver 2.51 (no Docker)."""
+    api_key = None
+    if restrict_key is not None:
+        api_key = os.environ.get(restrict_key, "")
+        if not api_key:
+            raise typer.BadParameter(
+                f"environment variable {restrict_key} is unset or empty", param_hint="--restrict-key"
+            )
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -40,13 +55,14 @@ def serve(
         metrics_port=metrics_port,
         startup_timeout_s=startup_timeout_s,
         log_verbose=log_verbose,
+        api_key=api_key,
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with fail_cleanly():
             with console.status(f"starting tritonserver on {repository} ..."):
                 server.start()
-            _print_endpoints(server)
+            _print_endpoints(server, api_key)
             while not stop_requested.wait(0.5):
                 if not server.is_running():
                     lines = relevant_lines(server.log_text())
@@ -60,7 +76,7 @@ def serve(
     console.print(f"tritonserver stopped (exit code {code})")
 
 
-def _print_endpoints(server: EmbeddedServer) -> None:
+def _print_endpoints(server: EmbeddedServer, api_key: str | None) -> None:
     import tritonclient.http as httpclient
 
     table = Table(title=f"tritonserver ready (pid {server.pid})", show_header=False)
@@ -70,7 +86,10 @@ def _print_endpoints(server: EmbeddedServer) -> None:
     console.print(table)
     models = Table("model", "version", "state")
     with httpclient.InferenceServerClient(server.http_url) as client:
-        for entry in client.get_model_repository_index():
+        headers = api_key_headers("http", api_key) if api_key else None
+        for entry in client.get_model_repository_index(headers=headers):
             models.add_row(entry.get("name", ""), entry.get("version", ""), entry.get("state", ""))
     console.print(models)
+    if api_key:
+        console.print(f"restricted APIs ({', '.join(RESTRICTED_APIS)}) need the header {API_KEY_HEADER}")
     console.print("Ctrl-C stops it.")

@@ -2,12 +2,15 @@
 
 from tritonkit.server.backend_dir import PYTHON_BASED_BACKENDS, lay_out_backend_dir
 from tritonkit.server.distribution import TritonDistribution, find_distribution
-from tritonkit.server.embedded import EmbeddedServer, free_port
+from tritonkit.server.embedded import API_KEY_HEADER, RESTRICTED_APIS, EmbeddedServer, api_key_headers, free_port
 
 __all__ = [
+    "API_KEY_HEADER",
     "PYTHON_BASED_BACKENDS",
+    "RESTRICTED_APIS",
     "EmbeddedServer",
     "TritonDistribution",
+    "api_key_headers",
     "find_distribution",
     "free_port",
     "lay_out_backend_dir",

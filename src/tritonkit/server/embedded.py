@@ -32,7 +32,11 @@ from tritonkit.server.backend_dir import lay_out_backend_dir
 from tritonkit.server.distribution import find_distribution
 from tritonkit.server.logs import relevant_lines
 
-__all__ = ["EmbeddedServer", "free_port"]
+__all__ = ["API_KEY_HEADER", "RESTRICTED_APIS", "EmbeddedServer", "api_key_headers", "free_port"]
+
+# With an API key, these APIs answer only requests that carry it; inference, health, metadata and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+API_KEY_HEADER = "tritonkit-key"
 
 ModelControlMode = Literal["none", "explicit", "poll"]
 
@@ -42,6 +46,12 @@ def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((address, 0))
         return int(probe.getsockname()[1])
+
+
+def api_key_headers(protocol: str, api_key: str) -> dict[str, str]:
+    """The request headers that pass the restricted APIs: Triton prefixes gRPC metadata keys."""
+    name = API_KEY_HEADER if protocol == "http" else f"triton-grpc-protocol-{API_KEY_HEADER}"
+    return {name: api_key}
 
 
 def _die_with_parent() -> None:
@@ -54,8 +64,9 @@ class EmbeddedServer:
     """A tritonserver process serving one model repository on this host.
 
     Ports given as 0 are replaced by free ones; ``env`` adds variables to the environment of the server and its
-    stubs. ``validate`` checks the repository with tritonkit's validator
-    before starting, so a broken config is reported by name instead of by a server that exits.
+    stubs. With ``api_key``, the model-repository, shared-memory, logging and trace APIs need the
+    ``tritonkit-key`` header (see :func:`api_key_headers`). ``validate`` checks the repository with tritonkit's
+    validator before starting, so a broken config is reported by name instead of by a server that exits.
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class EmbeddedServer:
         log_verbose: int = 0,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.address = address
@@ -88,6 +100,7 @@ class EmbeddedServer:
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
         self.env = dict(env or {})
+        self.api_key = api_key
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_text = ""
@@ -140,6 +153,9 @@ class EmbeddedServer:
             f"--exit-timeout-secs={max(1, round(self.shutdown_timeout_s))}",
         ]
         args += [f"--load-model={name}" for name in self.load_models]
+        if self.api_key:
+            restricted = f"{','.join(RESTRICTED_APIS)}:{API_KEY_HEADER}={self.api_key}"
+            args += [f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
         return args + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
