@@ -34,15 +34,22 @@ def as_cli_args(line: str) -> list[str]:
 
 def test_every_readme_block_is_covered_here():
     """A README example added without a test here fails this test."""
-    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CONFIG, FROM_PYTHON}
+    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CONFIG, BENCH, FROM_PYTHON, *COMPOSE_BLOCKS}
     assert {body for _, body in blocks()} == covered
 
 
 QUICK_START = "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/tritonkit demo"
-TESTS = "python3 -m venv .venv && .venv/bin/pip install -e '.[all,dev]' && .venv/bin/python -m pytest -ra"
+TESTS = (
+    "bash tools/install-system-packages && python3 -m venv .venv && .venv/bin/pip install -e '.[all,dev]'"
+    " && .venv/bin/python -m pytest -ra"
+)
 EXPORT_AND_SERVE = "tritonkit export resnet18 --format onnx\ntritonkit serve"
 CONFIG = "tritonkit config resnet18 --instances 2 --queue-delay-us 500 --preferred-batch-sizes 4,8 --show"
 QUERY = next((body for language, body in blocks() if language == "python" and "Client(" in body), "")
+BENCH = "tritonkit bench resnet18 --concurrency 1,4,16 --window-s 3 --p99-ms 1000"
+COMPOSE_BLOCKS = [
+    body for language, body in blocks() if language == "bash" and "docker compose" in body and "tritonkit" not in body
+]
 FROM_PYTHON = next((body for language, body in blocks() if language == "python" and "EmbeddedServer(" in body), "")
 
 
@@ -107,9 +114,41 @@ def test_export_serve_query_and_config_examples(readme_workdir):
     assert "count: 2" in config_text and "max_queue_delay_microseconds: 500" in config_text
     assert "preferred_batch_size" in edited.stdout
 
+    benched = tritonkit(*as_cli_args(BENCH), cwd=readme_workdir)
+    assert benched.returncode == 0, benched.stdout + benched.stderr
+    assert "best under p99 1000 ms" in benched.stdout
+    assert list((readme_workdir / "bench-results").glob("resnet18-*/throughput_vs_p99.png"))
+
 
 def test_from_python_example(served_repository, tmp_path):
     (tmp_path / "model_repository").symlink_to(served_repository)
     result = subprocess.run([sys.executable, "-c", FROM_PYTHON], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"127\.0\.0\.1:\d+\n", result.stdout)
+
+
+def test_compose_examples_are_accepted_by_docker_compose(tmp_path):
+    """No engine here: each README compose command runs with `config --quiet` in place of `up -d`."""
+    from test_compose_config import compose_binary
+
+    root = README.parent
+    for item in ("docker-compose.yml", ".env.example", "deploy", "loadtest", "model_repository", "pyproject.toml"):
+        source = root / item
+        (tmp_path / item).symlink_to(source, target_is_directory=source.is_dir())
+    assert len(COMPOSE_BLOCKS) == 5, COMPOSE_BLOCKS
+    not_runnable = []
+    for block in COMPOSE_BLOCKS:
+        lines = []
+        for line in block.splitlines():
+            if line.startswith("nvidia-cuda-mps-control"):
+                not_runnable.append(line)  # the MPS daemon needs an NVIDIA driver
+                continue
+            if line.startswith("docker compose"):
+                line = line.replace("docker compose", str(compose_binary()), 1)
+                line = re.sub(r" up -d( --build)?$", " config --quiet", line)
+                assert "config --quiet" in line, line
+            lines.append(line)
+        result = subprocess.run(["bash", "-euc", "\n".join(lines)], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, f"{block}\n{result.stderr}"
+    assert not_runnable == ["nvidia-cuda-mps-control -d"]
+    assert re.search(r"^TRITONKIT_API_KEY=[0-9a-f]{64}$", (tmp_path / ".env").read_text(), re.M)
