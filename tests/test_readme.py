@@ -34,7 +34,7 @@ def as_cli_args(line: str) -> list[str]:
 
 def test_every_readme_block_is_covered_here():
     """A README example added without a test here fails this test."""
-    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CONFIG, BENCH, FROM_PYTHON, *COMPOSE_BLOCKS}
+    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CLIENT, CONFIG, BENCH, FROM_PYTHON, *COMPOSE_BLOCKS}
     assert {body for _, body in blocks()} == covered
 
 
@@ -46,6 +46,7 @@ TESTS = (
 EXPORT_AND_SERVE = "tritonkit export resnet18 --format onnx\ntritonkit serve"
 CONFIG = "tritonkit config resnet18 --instances 2 --queue-delay-us 500 --preferred-batch-sizes 4,8 --show"
 QUERY = next((body for language, body in blocks() if language == "python" and "Client(" in body), "")
+CLIENT = next((body for language, body in blocks() if language == "python" and "AsyncClient(" in body), "")
 BENCH = "tritonkit bench resnet18 --concurrency 1,4,16 --window-s 3 --p99-ms 1000"
 COMPOSE_BLOCKS = [
     body for language, body in blocks() if language == "bash" and "docker compose" in body and "tritonkit" not in body
@@ -103,6 +104,9 @@ def test_export_serve_query_and_config_examples(readme_workdir):
         query = subprocess.run([sys.executable, "-c", QUERY], capture_output=True, text=True, timeout=300)
         assert query.returncode == 0, query.stderr
         assert query.stdout.startswith("(4, 1000) ")
+        client_example = subprocess.run([sys.executable, "-c", CLIENT], capture_output=True, text=True, timeout=300)
+        assert client_example.returncode == 0, client_example.stderr
+        assert client_example.stdout == "(32, 1000)\n8 (1, 1000)\n"
     finally:
         serve.send_signal(signal.SIGINT)
         output, _ = serve.communicate(timeout=120)

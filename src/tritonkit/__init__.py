@@ -6,7 +6,7 @@ tritonserver and its Python-based backends) and ``tritonkit.client`` (the thin c
 imports torch, so it is not imported here.
 """
 
-from tritonkit.client import Client, ModelStats
+from tritonkit.client import AsyncClient, Client, ModelStats
 from tritonkit.errors import (
     ConfigError,
     ExportError,
@@ -22,6 +22,7 @@ from tritonkit.server import EmbeddedServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ConfigError",
     "EmbeddedServer",

@@ -145,7 +145,7 @@ def _report(
     )
     console.print(table)
     console.print(
-        f"dynamic batching: the server ran {stats.request_count} inferences in {stats.execution_count} executions, "
+        f"dynamic batching: the server ran {stats.inference_count} inferences in {stats.execution_count} executions, "
         f"an average batch of {stats.average_batch_size:.2f}",
         soft_wrap=True,
     )

@@ -1,55 +1,43 @@
-"""The thin client: tritonclient underneath, without the ceremony.
+"""The synchronous client: tritonclient underneath, without the ceremony.
 
-with Client("127.0.0.1:8001", "resnet18") as client:
-    scores = client.infer(frames)["output__0"]
+    with Client("127.0.0.1:8001", "resnet18") as client:
+        scores = client.infer(frames)["output__0"]
+
+A gRPC ``Client`` may be shared by threads. An HTTP one belongs to the thread that first used it, as
+tritonclient's HTTP client does (it runs on gevent, whose connections cannot cross threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from tritonkit.client.errors import classify
+from tritonkit.client.base import HTTP_CONNECTIONS, ClientBase, Protocol, grpc_channel_args
+from tritonkit.client.errors import classify, region_lost
+from tritonkit.client.many import many_over_grpc, many_over_http
+from tritonkit.client.model import Inputs, InputSpec, ModelInfo, join_batches, split_batches
+from tritonkit.client.shm import SharedMemoryPool, Slot
 from tritonkit.client.stats import ModelStats
-from tritonkit.errors import InvalidInput, ServerUnavailable
-from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.errors import ModelNotReady, ServerUnavailable, TritonkitError
 
 __all__ = ["Client", "InputSpec"]
 
-Protocol = Literal["grpc", "http"]
+Result = dict[str, np.ndarray]
 
 
-class InputSpec:
-    """An input as the server's model metadata describes it; shape includes the batch dim when batched."""
+class Client(ClientBase):
+    """A synchronous client for one model on one Triton server, over gRPC or HTTP.
 
-    def __init__(self, name: str, datatype: str, shape: Sequence[int]) -> None:
-        self.name = name
-        self.datatype = datatype
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = to_numpy_dtype(datatype)
-
-    def check(self, array: np.ndarray, max_batch_size: int) -> None:
-        """Raise InvalidInput, naming this input, if the server would refuse ``array``."""
-        if array.dtype != self.dtype:
-            raise InvalidInput(f"input {self.name!r}: dtype {array.dtype} given, the model takes {self.datatype}")
-        if array.ndim != len(self.shape) or any(
-            want != -1 and got != want for got, want in zip(array.shape, self.shape)
-        ):
-            raise InvalidInput(
-                f"input {self.name!r}: shape {list(array.shape)} given, the model takes {list(self.shape)}"
-            )
-        if max_batch_size > 0 and not 0 < array.shape[0] <= max_batch_size:
-            raise InvalidInput(
-                f"input {self.name!r}: batch of {array.shape[0]} given, the model takes 1 to {max_batch_size}"
-            )
-
-
-class Client:
-    """A synchronous client for one model on one Triton server, over gRPC or HTTP."""
+    ``timeout_s`` bounds every call. ``retries`` (0: off) re-sends only what is safe to re-send: a request whose
+    connection was refused, or one the server rejected from its queue; the waits start at ``backoff_s`` and
+    double. ``shared_memory=True`` passes tensors through /dev/shm (the server must be on this host).
+    """
 
     def __init__(
         self,
@@ -57,101 +45,218 @@ class Client:
         model: str,
         *,
         protocol: Protocol = "grpc",
-        version: str | None = None,
+        version: str | int | None = None,
         timeout_s: float = 60.0,
+        retries: int = 0,
+        backoff_s: float = 0.05,
+        shared_memory: bool = False,
     ) -> None:
-        self.url = url
-        self.model = model
-        self.protocol = protocol
-        self.version = version or ""
-        self.timeout_s = timeout_s
-        if protocol == "grpc":
-            import tritonclient.grpc as transport
-        elif protocol == "http":
-            import tritonclient.http as transport  # type: ignore[no-redef]
-        else:
-            raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
-        self._transport: Any = transport
-        kwargs = {} if protocol == "grpc" else {"network_timeout": timeout_s, "connection_timeout": timeout_s}
-        self._client: Any = transport.InferenceServerClient(url, **kwargs)
-        self._inputs: list[InputSpec] | None = None
-        self._outputs: list[str] = []
-        self._max_batch_size = 0
+        super().__init__(
+            url,
+            model,
+            protocol=protocol,
+            version=version,
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            shared_memory=shared_memory,
+        )
+        self._client: Any = self._connect(HTTP_CONNECTIONS)
+        self._wide_http: dict[int, Any] = {}
+        self._closed = False
+        self._release: weakref.finalize | None = None
+        if self._shm is not None:
+            # Runs on close(), and at garbage collection or interpreter exit (an uncaught Ctrl-C) if close never ran.
+            timeout = {"client_timeout": min(timeout_s, 5.0)} if protocol == "grpc" else {}
+            self._release = weakref.finalize(self, _release_shared_memory, self._client, self._shm, timeout)
+        self._sleep: Callable[[float], None] = time.sleep
+        if protocol == "http":
+            import gevent
+
+            # Waits must let the other greenlets of infer_many run.
+            self._sleep = gevent.sleep
+
+    def _connect(self, connections: int) -> Any:
+        if self.protocol == "grpc":
+            import tritonclient.grpc
+
+            return tritonclient.grpc.InferenceServerClient(self.url, channel_args=grpc_channel_args())
+        import tritonclient.http
+
+        return tritonclient.http.InferenceServerClient(
+            self.url, concurrency=connections, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+        )
+
+    # --- model description -------------------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._client, method)(*args, **kwargs)
-        except Exception as error:
-            raise classify(error) from error
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        attempt = 1
+        while True:
+            try:
+                return getattr(self._client, method)(*args, **kwargs)
+            except Exception as error:
+                self._sleep(self._next_delay_s(error, attempt))
+            attempt += 1
 
-    def _metadata(self) -> list[InputSpec]:
-        if self._inputs is None:
-            as_json = {"as_json": True} if self.protocol == "grpc" else {}
-            metadata = self._call("get_model_metadata", self.model, self.version, **as_json)
-            config = self._call("get_model_config", self.model, self.version, **as_json)
-            config = config.get("config", config)
-            self._max_batch_size = int(config.get("max_batch_size", 0))
-            self._outputs = [output["name"] for output in metadata["outputs"]]
-            self._inputs = [InputSpec(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]]
-        return self._inputs
+    def info(self) -> ModelInfo:
+        """The model's inputs, outputs and max batch size, read from the server once and then cached."""
+        if self._info is None:
+            metadata = self._call("get_model_metadata", self.model, self.version, **self._as_json)
+            config = self._call("get_model_config", self.model, self.version, **self._as_json)
+            self._learn(metadata, config)
+        assert self._info is not None
+        return self._info
 
     @property
     def inputs(self) -> list[InputSpec]:
-        return list(self._metadata())
+        return list(self.info().inputs)
 
     @property
     def max_batch_size(self) -> int:
-        self._metadata()
-        return self._max_batch_size
+        return self.info().max_batch_size
 
-    def infer(
-        self, inputs: np.ndarray | Mapping[str, np.ndarray], *, outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Run one request; a bare array goes to the model's only input."""
-        specs = self._metadata()
-        if isinstance(inputs, np.ndarray):
-            if len(specs) != 1:
-                names = ", ".join(spec.name for spec in specs)
-                raise InvalidInput(f"model {self.model!r} takes {len(specs)} inputs ({names}): pass a dict")
-            inputs = {specs[0].name: inputs}
-        known = {spec.name: spec for spec in specs}
-        unknown = sorted(set(inputs) - set(known))
-        if unknown:
-            raise InvalidInput(f"model {self.model!r} has no input {unknown[0]!r}; it takes {sorted(known)}")
-        missing = sorted(set(known) - set(inputs))
-        if missing:
-            raise InvalidInput(f"input {missing[0]!r} of model {self.model!r} is missing")
-        request = []
-        for name, array in inputs.items():
-            known[name].check(array, self._max_batch_size)
-            tensor = self._transport.InferInput(name, list(array.shape), known[name].datatype)
-            tensor.set_data_from_numpy(array)
-            request.append(tensor)
-        wanted = list(outputs) if outputs is not None else self._outputs
-        requested = [self._transport.InferRequestedOutput(name) for name in wanted]
-        timeout = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-        result = self._call("infer", self.model, request, model_version=self.version, outputs=requested, **timeout)
-        return {name: result.as_numpy(name) for name in wanted}
+    # --- inference ---------------------------------------------------------------------------------------------
+
+    def infer(self, inputs: Inputs, *, outputs: Sequence[str] | None = None) -> Result:
+        """Run one request: a bare array goes to the model's only input; returns the outputs by name.
+
+        ``outputs`` asks for a subset. Inputs are checked against the model before anything is sent.
+        """
+        if self._closed:
+            raise RuntimeError("this Client is closed")
+        info = self._info or self.info()
+        return self._send(info, info.checked(inputs), info.wanted(outputs), self._client)
+
+    def _send(
+        self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any, attempt: int = 1
+    ) -> Result:
+        while True:
+            try:
+                if self._shm is not None:
+                    return self._send_shared(info, arrays, wanted, client)
+                tensors = self._tensors(info, arrays)
+                result = client.infer(self.model, tensors, outputs=self._requested(info, wanted), **self._infer_kwargs)
+                return self._results(result, wanted)
+            except Exception as error:
+                self._sleep(self._next_delay_s(error, attempt))
+            attempt += 1
+
+    def _send_shared(
+        self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any
+    ) -> Result:
+        assert self._shm is not None
+        for last_try in (False, True):
+            slot = self._shm.acquire()
+            failure: BaseException | None = None
+            try:
+                tensors, requested = self._bind(slot, info, arrays, wanted, client)
+                result = client.infer(self.model, tensors, outputs=requested, **self._infer_kwargs)
+                return slot.read(result, info, wanted)
+            except BaseException as error:
+                failure = error
+                if last_try or not region_lost(error):
+                    raise
+            finally:
+                self._settle(slot, failure)
+        raise AssertionError("unreachable")
+
+    def _bind(
+        self, slot: Slot, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """Fit the slot's regions to this request, (re)registering what changed, and point the request there."""
+        assert self._shm is not None
+        sizes, batch = self._shm_sizes(info, arrays, wanted)
+        created, retired = slot.fit(sizes)
+        for region in retired:
+            try:
+                # Unlinked below either way; a server that lost it forgets it when it restarts.
+                with contextlib.suppress(Exception):
+                    client.unregister_system_shared_memory(region.name)
+            finally:
+                self._shm.destroy(region)
+        for index, region in enumerate(created):
+            try:
+                client.register_system_shared_memory(region.name, region.key, region.byte_size)
+            except BaseException:
+                for unregistered in created[index:]:
+                    slot.forget(unregistered)
+                    self._shm.destroy(unregistered)
+                raise
+            region.registered = True
+        return slot.bind(self._module, info, arrays, wanted, batch)
+
+    def infer_many(
+        self,
+        inputs: Inputs,
+        *,
+        batch_size: int = 8,
+        max_in_flight: int = 4,
+        outputs: Sequence[str] | None = None,
+    ) -> Result:
+        """Split a large batch into requests of ``batch_size`` rows, keep ``max_in_flight`` of them in flight,
+        and return the outputs joined back in order.
+
+        Every request is checked before the first is sent. The first failure stops further sending and is
+        raised once the requests in flight have finished.
+        """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if self._closed:
+            raise RuntimeError("this Client is closed")
+        info = self._info or self.info()
+        chunks = [info.checked(chunk) for chunk in split_batches(info, inputs, batch_size)]
+        wanted = info.wanted(outputs)
+        send = many_over_grpc if self.protocol == "grpc" else many_over_http
+        return join_batches(send(self, info, chunks, wanted, max_in_flight))
+
+    # --- health and statistics ---------------------------------------------------------------------------------
 
     def stats(self) -> ModelStats:
-        as_json = {"as_json": True} if self.protocol == "grpc" else {}
-        return ModelStats.from_json(self._call("get_inference_statistics", self.model, self.version, **as_json))
+        """What the server did for this model since it loaded: requests, executions, batches, queue and compute time."""
+        return ModelStats.from_json(self._call("get_inference_statistics", self.model, self.version, **self._as_json))
 
     def is_ready(self) -> bool:
+        """True when the server answers and the model is ready; never raises."""
+        timeout = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         try:
-            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model, self.version))
+            return bool(self._client.is_model_ready(self.model, self.version, **timeout))
         except Exception:
             return False
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until the model is ready; ServerUnavailable if nothing answered, ModelNotReady if the model is not."""
         deadline = time.monotonic() + timeout_s
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise ServerUnavailable(f"model {self.model!r} at {self.url} was not ready within {timeout_s:.0f} s")
-            time.sleep(0.2)
+        timeout = {"client_timeout": min(self.timeout_s, 2.0)} if self.protocol == "grpc" else {}
+        while True:
+            try:
+                if self._client.is_model_ready(self.model, self.version, **timeout):
+                    return
+                problem: TritonkitError = ModelNotReady(
+                    f"model {self.model!r} at {self.url} was not ready within {timeout_s:g} s"
+                )
+            except Exception as error:
+                problem = ServerUnavailable(
+                    f"no server answered at {self.url} within {timeout_s:g} s: {classify(error)}"
+                )
+            if time.monotonic() >= deadline:
+                raise problem
+            self._sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+
+    # --- lifetime ----------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._client.close()
+        """Unregister and unlink shared memory (if used) and close the connections; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._release is not None:
+                self._release()
+        finally:
+            for client in (self._client, *self._wide_http.values()):
+                client.close()
 
     def __enter__(self) -> Client:
         return self
@@ -160,3 +265,18 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _release_shared_memory(client: Any, pool: SharedMemoryPool, timeout: dict[str, float]) -> None:
+    """Unregister every region (where the server still answers), then unlink them all, whatever happened."""
+    regions = pool.take_all()
+    try:
+        for region in regions:
+            if region.registered:
+                # A stopped server has forgotten the region anyway.
+                with contextlib.suppress(Exception):
+                    client.unregister_system_shared_memory(region.name, **timeout)
+    finally:
+        for region in regions:
+            pool.destroy(region)
+        pool.close()

@@ -9,20 +9,28 @@ from typing import Any
 __all__ = ["ModelStats"]
 
 
+def _count(section: Mapping[str, Any], key: str) -> int:
+    return int(section.get(key, {}).get("count", 0))
+
+
 def _ns(section: Mapping[str, Any], key: str) -> int:
     return int(section.get(key, {}).get("ns", 0))
 
 
 @dataclass(frozen=True)
 class ModelStats:
-    """What the server did for one model since it loaded.
+    """What the server did for one model (all its loaded versions) since it loaded.
 
-    ``request_count`` counts inferences (one per request row), ``execution_count`` model executions; their ratio
-    is the average batch the dynamic batcher formed. Times are per successful request, in microseconds.
+    ``request_count`` counts requests (successful and failed), ``inference_count`` the rows of the successful ones
+    (a request of batch 8 is 8 inferences), ``execution_count`` model executions; ``inference_count /
+    execution_count`` is the average batch the model ran, dynamic batching included. Queue and compute times
+    are per successful request, in microseconds. ``batch_counts`` maps each batch size the model ran to how many
+    executions had it.
     """
 
     model: str
     request_count: int
+    inference_count: int
     execution_count: int
     success_count: int
     failure_count: int
@@ -32,7 +40,7 @@ class ModelStats:
 
     @property
     def average_batch_size(self) -> float:
-        return self.request_count / self.execution_count if self.execution_count else 0.0
+        return self.inference_count / self.execution_count if self.execution_count else 0.0
 
     def since(self, earlier: ModelStats) -> ModelStats:
         """What the server did between ``earlier`` and this snapshot (warm-up and earlier load excluded)."""
@@ -50,6 +58,7 @@ class ModelStats:
         return ModelStats(
             model=self.model,
             request_count=self.request_count - earlier.request_count,
+            inference_count=self.inference_count - earlier.inference_count,
             execution_count=self.execution_count - earlier.execution_count,
             success_count=successes,
             failure_count=self.failure_count - earlier.failure_count,
@@ -64,21 +73,28 @@ class ModelStats:
         entries = statistics.get("model_stats", [])
         if not entries:
             raise ValueError("the statistics carry no model")
-        entry = entries[0]
-        inference = entry.get("inference_stats", {})
-        successes = int(inference.get("success", {}).get("count", 0))
-        compute_ns = sum(_ns(inference, key) for key in ("compute_input", "compute_infer", "compute_output"))
-        per_request = 1000.0 * max(successes, 1)
+        successes = failures = inferences = executions = queue_ns = compute_ns = 0
+        batch_counts: dict[int, int] = {}
+        for entry in entries:  # one per loaded version
+            inference = entry.get("inference_stats", {})
+            successes += _count(inference, "success")
+            failures += _count(inference, "fail")
+            inferences += int(entry.get("inference_count", 0))
+            executions += int(entry.get("execution_count", 0))
+            queue_ns += _ns(inference, "queue")
+            compute_ns += sum(_ns(inference, key) for key in ("compute_input", "compute_infer", "compute_output"))
+            for batch in entry.get("batch_stats", []):
+                size = int(batch["batch_size"])
+                batch_counts[size] = batch_counts.get(size, 0) + _count(batch, "compute_infer")
+        per_request_us = 1000.0 * max(successes, 1)
         return cls(
-            model=str(entry.get("name", "")),
-            request_count=int(entry.get("inference_count", 0)),
-            execution_count=int(entry.get("execution_count", 0)),
+            model=str(entries[0].get("name", "")),
+            request_count=successes + failures,
+            inference_count=inferences,
+            execution_count=executions,
             success_count=successes,
-            failure_count=int(inference.get("fail", {}).get("count", 0)),
-            queue_us_per_request=_ns(inference, "queue") / per_request,
-            compute_us_per_request=compute_ns / per_request,
-            batch_counts={
-                int(batch["batch_size"]): int(batch.get("compute_infer", {}).get("count", 0))
-                for batch in entry.get("batch_stats", [])
-            },
+            failure_count=failures,
+            queue_us_per_request=queue_ns / per_request_us,
+            compute_us_per_request=compute_ns / per_request_us,
+            batch_counts=dict(sorted(batch_counts.items())),
         )

@@ -1,0 +1,135 @@
+"""``tritonkit infer``: send random frames or images to a served model; print what came back and how long it took."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from tritonkit.cli.common import console, fail_cleanly
+from tritonkit.errors import InvalidInput, TritonkitError
+
+__all__ = ["infer", "load_images"]
+
+_DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+# The constants of tritonkit.export.models, repeated so that this command does not import torch.
+_IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), dtype=np.float32)
+_IMAGENET_STD = np.array((0.229, 0.224, 0.225), dtype=np.float32)
+_TOP = 5
+
+
+def infer(
+    model: str = typer.Argument(..., help="Name of the model on the server."),
+    images: list[Path] = typer.Argument(None, help="Image files (decoded with Pillow, resized to the input)."),
+    url: str = typer.Option(None, help="Server host:port (default 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)."),
+    protocol: str = typer.Option("grpc", help="grpc or http."),
+    random: bool = typer.Option(False, "--random", help="Send random frames instead of images."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Frames per request (with --random: the frames sent)."),
+    timeout_s: float = typer.Option(60.0, "--timeout-s", help="Client timeout per request, in seconds."),
+) -> None:
+    """Query a served model once and print the output summary (top-5 for classifiers) and the round-trip time."""
+    from tritonkit.client import Client
+
+    if protocol not in _DEFAULT_PORTS:
+        raise typer.BadParameter(f"{protocol!r} is neither grpc nor http", param_hint="--protocol")
+    if random == bool(images):
+        raise typer.BadParameter("give either --random or one or more image files", param_hint="IMAGES")
+    address = url or f"127.0.0.1:{_DEFAULT_PORTS[protocol]}"
+    with fail_cleanly(), Client(address, model, protocol=protocol, timeout_s=timeout_s) as client:  # type: ignore[arg-type]
+        info = client.info()
+        if len(info.inputs) != 1:
+            raise InvalidInput(f"model {model!r} takes {len(info.inputs)} inputs; this command feeds one")
+        spec = info.inputs[0]
+        sample = spec.shape[1:] if info.max_batch_size > 0 else spec.shape
+        if random:
+            frames = _random_frames(spec.dtype, batch, sample, spec.name, model)
+            labels = [f"random #{index}" for index in range(batch)]
+        else:
+            frames = load_images(images, spec.dtype, sample, spec.name)
+            labels = [str(path) for path in images]
+        if info.max_batch_size == 0:
+            frames = frames[0]  # a model without a batch axis takes one frame
+        started = time.perf_counter()
+        if info.max_batch_size > 0 and len(frames) > batch:
+            outputs = client.infer_many(frames, batch_size=batch, max_in_flight=1)
+        else:
+            outputs = client.infer(frames)
+        elapsed_s = time.perf_counter() - started
+    requests = -(-len(labels) // batch) if info.max_batch_size > 0 else 1
+    _report(model, labels, outputs, elapsed_s, requests, protocol)
+
+
+def _random_frames(dtype: np.dtype | None, count: int, sample: tuple[int, ...], name: str, model: str) -> np.ndarray:
+    if any(dim < 0 for dim in sample):
+        raise InvalidInput(f"input {name!r} of model {model!r} has a variable dimension {list(sample)}: give images")
+    rng = np.random.default_rng(0)
+    shape = (count, *sample)
+    if dtype is None or dtype.kind not in "fiub":
+        raise InvalidInput(f"--random cannot fill input {name!r} of model {model!r} ({dtype})")
+    if dtype.kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    return rng.integers(0, 256 if dtype.itemsize == 1 else 100, size=shape).astype(dtype)
+
+
+def load_images(paths: list[Path], dtype: np.dtype | None, sample: tuple[int, ...], name: str) -> np.ndarray:
+    """Decode, resize and lay out images for an input: float C,H,W (ImageNet-normalised) or uint8 H,W,C.
+
+    That is what tritonkit's exports take: the FP32 default, and ``--uint8-input`` frames.
+    """
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise TritonkitError("image files need Pillow: pip install 'tritonkit[client]'") from None
+    floating = dtype is not None and dtype.kind == "f"
+    if len(sample) != 3 or not (floating or dtype == np.uint8):
+        raise InvalidInput(f"input {name!r} takes {dtype} {list(sample)}, not an image; use --random")
+    channels_first = floating and sample[0] in (1, 3)
+    channels, height, width = sample if channels_first else (sample[2], sample[0], sample[1])
+    if channels not in (1, 3) or height < 1 or width < 1:
+        raise InvalidInput(f"input {name!r} of shape {list(sample)} is not C,H,W or H,W,C with 1 or 3 channels")
+    frames = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                resized = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+        except (UnidentifiedImageError, OSError) as error:
+            raise InvalidInput(f"{path}: not an image Pillow can read ({error})") from error
+        pixels = np.asarray(resized, dtype=np.uint8)
+        frames.append(pixels if pixels.ndim == 3 else pixels[:, :, None])
+    stacked = np.stack(frames)  # N,H,W,C uint8
+    if not floating:
+        return np.ascontiguousarray(stacked)
+    scaled = stacked.astype(np.float32) / 255.0
+    if channels == 3:
+        scaled = (scaled - _IMAGENET_MEAN) / _IMAGENET_STD
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2), dtype=dtype)
+
+
+def _report(
+    model: str, labels: list[str], outputs: dict[str, np.ndarray], elapsed_s: float, requests: int, protocol: str
+) -> None:
+    for name, values in outputs.items():
+        if values.ndim == 2 and values.shape[1] > 1 and values.dtype.kind == "f" and len(values) == len(labels):
+            top = min(_TOP, values.shape[1])
+            console.print(f"{model}: {name} {list(values.shape)}; top-{top} classes (score) per input:", soft_wrap=True)
+            for label, row in zip(labels, values):
+                best = np.argsort(row)[::-1][:top]
+                classes = ", ".join(f"{int(i)} ({float(row[i]):.3f})" for i in best)
+                console.print(f"  {label}: {classes}", soft_wrap=True, markup=False)
+        else:
+            numeric = values.dtype.kind in "fiub" and values.size
+            summary = (
+                f"min {float(values.min()):.4g}, mean {float(values.mean()):.4g}, max {float(values.max()):.4g}"
+                if numeric
+                else ""
+            )
+            console.print(f"{model}: {name} {list(values.shape)} {values.dtype} {summary}".rstrip(), soft_wrap=True)
+    per_request = f", {elapsed_s * 1000 / requests:.1f} ms per request" if requests > 1 else ""
+    console.print(
+        f"round trip: {elapsed_s * 1000:.1f} ms for {len(labels)} frame(s) in {requests} request(s) "
+        f"over {protocol}{per_request}"
+    )
