@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "tritonkit.server",
     "tritonkit.export",
     "tritonkit.bench",
+    "tritonkit.loadtest",
 ]
 
 

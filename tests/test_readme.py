@@ -34,8 +34,8 @@ def as_cli_args(line: str) -> list[str]:
 
 def test_every_readme_block_is_covered_here():
     """A README example added without a test here fails this test."""
-    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CLIENT, CONFIG, BENCH, FROM_PYTHON, *COMPOSE_BLOCKS}
-    assert {body for _, body in blocks()} == covered
+    covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CLIENT, LOAD, LOCUST, STEP, CONFIG, BENCH, FROM_PYTHON}
+    assert {body for _, body in blocks()} == covered | set(COMPOSE_BLOCKS)
 
 
 QUICK_START = "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/tritonkit demo"
@@ -47,6 +47,12 @@ EXPORT_AND_SERVE = "tritonkit export resnet18 --format onnx\ntritonkit serve"
 CONFIG = "tritonkit config resnet18 --instances 2 --queue-delay-us 500 --preferred-batch-sizes 4,8 --show"
 QUERY = next((body for language, body in blocks() if language == "python" and "Client(" in body), "")
 CLIENT = next((body for language, body in blocks() if language == "python" and "AsyncClient(" in body), "")
+LOAD = "tritonkit load resnet18 --users 4 --run-time-s 10 --batch-size 2 --csv-prefix loadtest-results/resnet18"
+LOCUST = (
+    "locust -f loadtest/locustfile.py --headless --host 127.0.0.1:8001 --model resnet18 -u 4 -r 4 -t 10s"
+    " --processes 2 --csv loadtest-results/locust"
+)
+STEP = "tritonkit load resnet18 --step --users 2 --step-time-s 5 --p99-budget-ms 2000 --max-users 6"
 BENCH = "tritonkit bench resnet18 --concurrency 1,4,16 --window-s 3 --p99-ms 1000"
 COMPOSE_BLOCKS = [
     body for language, body in blocks() if language == "bash" and "docker compose" in body and "tritonkit" not in body
@@ -107,6 +113,7 @@ def test_export_serve_query_and_config_examples(readme_workdir):
         client_example = subprocess.run([sys.executable, "-c", CLIENT], capture_output=True, text=True, timeout=300)
         assert client_example.returncode == 0, client_example.stderr
         assert client_example.stdout == "(32, 1000)\n8 (1, 1000)\n"
+        run_load_examples(readme_workdir)
     finally:
         serve.send_signal(signal.SIGINT)
         output, _ = serve.communicate(timeout=120)
@@ -122,6 +129,32 @@ def test_export_serve_query_and_config_examples(readme_workdir):
     assert benched.returncode == 0, benched.stdout + benched.stderr
     assert "best under p99 1000 ms" in benched.stdout
     assert list((readme_workdir / "bench-results").glob("resnet18-*/throughput_vs_p99.png"))
+
+
+def run_load_examples(workdir: Path) -> None:
+    """The Locust examples, run from a checkout-like folder while resnet18 is served on 8001."""
+    from tritonkit.loadtest import read_summary
+
+    (workdir / "loadtest").mkdir(exist_ok=True)
+    locustfile = workdir / "loadtest" / "locustfile.py"
+    if not locustfile.exists():
+        locustfile.symlink_to(README.parent / "loadtest" / "locustfile.py")
+    loaded = tritonkit(*as_cli_args(LOAD), cwd=workdir)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert " requests failures req/s" in " ".join(loaded.stdout.split()), loaded.stdout
+    summary = read_summary(workdir / "loadtest-results" / "resnet18")
+    assert summary.requests > 0 and summary.failures == 0
+
+    locust_bin = Path(sys.executable).parent / "locust"
+    command = LOCUST.replace("locust ", f"{locust_bin} ", 1).split()
+    ran = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    summary = read_summary(workdir / "loadtest-results" / "locust")
+    assert summary.requests > 0 and summary.failures == 0
+
+    stepped = tritonkit(*as_cli_args(STEP), cwd=workdir)
+    assert stepped.returncode == 0, stepped.stdout + stepped.stderr
+    assert "steps (p99 budget" in stepped.stdout
 
 
 def test_from_python_example(served_repository, tmp_path):
