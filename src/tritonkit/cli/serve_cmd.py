@@ -26,6 +26,12 @@ def serve(
     metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0 picks a free one)."),
     startup_timeout_s: float = typer.Option(120.0, "--startup-timeout-s", help="Seconds to wait for readiness."),
     log_verbose: int = typer.Option(0, help="Triton's --log-verbose level."),
+    watchdog: bool = typer.Option(
+        False,
+        "--watchdog",
+        help="Reload a model whose python-backend stub process died (Triton 2.51 does not restart it); "
+        "serves in explicit model-control mode with every model loaded at start.",
+    ),
     restrict_key: str | None = typer.Option(
         None,
         "--restrict-key",
@@ -56,6 +62,9 @@ def serve(
         startup_timeout_s=startup_timeout_s,
         log_verbose=log_verbose,
         api_key=api_key,
+        watchdog=watchdog,
+        model_control="explicit" if watchdog else "none",
+        load_models=("*",) if watchdog else (),
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -39,6 +39,8 @@ _PHRASES: tuple[tuple[str, type[TritonkitError]], ...] = (
     ("unknown model", ModelNotReady),
     ("is not available", ModelNotReady),  # the statistics API's "requested model 'x' is not available"
     ("is not ready", ModelNotReady),
+    # A crashed python-backend stub; the model answers again once reloaded (tritonkit serve --watchdog).
+    ("is not healthy", ModelNotReady),
     ("has no available versions", ModelNotReady),
     ("deadline exceeded", RequestTimeout),
 )

@@ -31,6 +31,7 @@ from tritonkit.errors import ServerUnavailable
 from tritonkit.server.backend_dir import lay_out_backend_dir
 from tritonkit.server.distribution import find_distribution
 from tritonkit.server.logs import relevant_lines
+from tritonkit.server.watchdog import StubWatchdog
 
 __all__ = ["API_KEY_HEADER", "RESTRICTED_APIS", "EmbeddedServer", "api_key_headers", "free_port"]
 
@@ -86,6 +87,7 @@ class EmbeddedServer:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         api_key: str | None = None,
+        watchdog: bool = False,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.address = address
@@ -104,6 +106,9 @@ class EmbeddedServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_text = ""
+        # Reliability hook (see tritonkit.server.watchdog): reload a model whose python-backend stub died.
+        self.watchdog = watchdog
+        self._watchdog: StubWatchdog | None = None
 
     @property
     def http_url(self) -> str:
@@ -171,6 +176,9 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         if self.is_running():
             raise ServerUnavailable(f"this server is already running (pid {self.pid})")
+        if self.watchdog and self.model_control != "explicit":
+            # Triton accepts load requests only in explicit mode, so the watchdog could not reload anything.
+            raise ServerUnavailable("watchdog=True needs model_control='explicit' (Triton refuses reloads otherwise)")
         if not self.repository.is_dir():
             raise ServerUnavailable(f"model repository {self.repository} does not exist")
         if self.validate:
@@ -194,7 +202,15 @@ class EmbeddedServer:
         except BaseException:
             self.stop()
             raise
+        self._start_watchdog()
         return self
+
+    def _start_watchdog(self) -> None:
+        if not self.watchdog:
+            return
+        assert self._process is not None
+        headers = api_key_headers("http", self.api_key) if self.api_key else {}
+        self._watchdog = StubWatchdog(self._process.pid, self.repository, self.http_url, headers).start()
 
     def _check_ports_free(self) -> None:
         # Checked up front: a readiness probe on a port another server holds would answer for that server.
@@ -211,7 +227,7 @@ class EmbeddedServer:
     def _validate_repository(self) -> None:
         from tritonkit.repository import validate_model, validate_repository
 
-        if self.model_control == "explicit":
+        if self.model_control == "explicit" and "*" not in self.load_models:
             for name in self.load_models:
                 validate_model(self.repository / name)
         else:
@@ -243,6 +259,8 @@ class EmbeddedServer:
 
     def stop(self) -> int | None:
         """Stop the server, letting in-flight requests finish; return its exit code."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         process, self._process = self._process, None
         code = None
         if process is not None:

@@ -1,0 +1,147 @@
+"""Graceful shutdown under load: SIGTERM to ``tritonkit serve`` while about 20 requests are running or queued.
+
+Every request the server accepted before the signal is answered correctly; requests sent after it fail with a
+clear error, not a hang; and no server or stub process is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tritonkit.client import Client
+from tritonkit.errors import TritonkitError
+from tritonkit.server import free_port
+
+pytestmark = pytest.mark.timeout(150)
+
+IN_FLIGHT = 20
+# H=64 instead of 512: about an eighth of a second of CPU per sample, so 20 requests keep the server busy for a
+# few seconds, long enough to signal it mid-load without making the test slow.
+SHAPE = (3, 64, 512)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.fixture(scope="module")
+def slowish_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tritonkit.export import ExportOptions, export_model
+
+    repository = tmp_path_factory.mktemp("slowish")
+    options = ExportOptions(
+        name="slowish", repository=repository, input_shape=SHAPE, kind="cpu", max_batch_size=2, instances=1
+    )
+    export_model("tritonkit.export.zoo:slow_matmul", options)
+    return repository
+
+
+def test_sigterm_under_load_answers_every_accepted_request(slowish_repository):
+    grpc_port, http_port = free_port(), free_port()
+    serve = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tritonkit", "serve", "-r", str(slowish_repository)),
+            *("--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", "0"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        url = f"127.0.0.1:{grpc_port}"
+        Client(url, "slowish", timeout_s=10).wait_ready(timeout_s=120)
+        rng = np.random.default_rng(0)
+        frames = [rng.standard_normal((1, *SHAPE)).astype(np.float32) for _ in range(IN_FLIGHT)]
+        # The expected answers, computed by the same server before the load, so "correct" means bit-for-bit equal.
+        with Client(url, "slowish", timeout_s=60) as warm:
+            expected_first = warm.infer(frames[0])["output__0"]
+
+        stock = grpcclient.InferenceServerClient(url)
+        results: dict[int, tuple[object, object]] = {}
+
+        def callback(index: int):
+            return lambda result, error: results.__setitem__(index, (result, error))
+
+        for index, batch in enumerate(frames):
+            tensor = grpcclient.InferInput("input__0", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            stock.async_infer("slowish", [tensor], callback=callback(index), client_timeout=120)
+        time.sleep(0.5)  # let all 20 reach the server's queue
+        signalled_at = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+
+        # New requests after the signal. serve forwards the stop to tritonserver, so one sent in that instant may
+        # still be accepted, and must then be answered; the timeout (longer than the whole drain) separates a
+        # hang from a wait. Every other one must end in a clear tritonkit error.
+        late: list[str] = []
+        while serve.poll() is None and len(late) < 50:
+            try:
+                with Client(url, "slowish", timeout_s=60, retries=0) as client:
+                    client.infer(frames[0])
+                late.append("answered")
+            except TritonkitError as error:
+                late.append(f"{type(error).__name__}: {str(error)[:120]}")
+            time.sleep(0.2)
+        output, _ = serve.communicate(timeout=120)
+        stopped_s = time.monotonic() - signalled_at
+        # One more after exit: the port is closed, so the refusal must be immediate and say the server is gone.
+        try:
+            with Client(url, "slowish", timeout_s=5, retries=0) as client:
+                client.infer(frames[0])
+            late.append("answered")
+        except TritonkitError as error:
+            late.append(f"{type(error).__name__}: {str(error)[:120]}")
+
+        deadline = time.monotonic() + 30
+        while len(results) < IN_FLIGHT and time.monotonic() < deadline:
+            time.sleep(0.1)
+        errors = {index: str(error) for index, (_, error) in results.items() if error is not None}
+        print(
+            f"\n{IN_FLIGHT} in flight at SIGTERM: {len(results) - len(errors)} answered, {len(errors)} failed; "
+            f"serve exited {stopped_s:.1f} s after the signal; requests sent after it: {dict(Counter(late))}"
+        )
+        assert serve.returncode == 0, output
+        assert len(results) == IN_FLIGHT, "a request accepted before the signal got no answer at all"
+        assert not errors, f"accepted requests lost in the shutdown: {errors}"
+        for result, _ in results.values():
+            output_array = result.as_numpy("output__0")  # type: ignore[attr-defined]
+            assert output_array.shape == (1, 1) and np.isfinite(output_array).all()
+        np.testing.assert_allclose(results[0][0].as_numpy("output__0"), expected_first, rtol=1e-5)  # type: ignore[attr-defined]
+        assert "answered" not in late[-1:], "the server answered after it exited?"
+        assert late[-1].startswith("ServerUnavailable"), late[-1]
+        # While draining, Triton answers new requests with "has no available versions" (the model is being
+        # unloaded); once it has exited, the port is closed and the client says the server is unavailable.
+        clear = (
+            "answered",
+            "ModelNotReady: Request for unknown model: 'slowish' has no available",
+            "ServerUnavailable",
+        )
+        assert all(outcome.startswith(clear) for outcome in late), late
+        server_pid = int(re.search(r"tritonserver ready \(pid (\d+)\)", output).group(1))  # type: ignore[union-attr]
+        assert group_members(server_pid) == [], "a server or stub process outlived serve"
+    finally:
+        serve.kill()
+        serve.wait()
