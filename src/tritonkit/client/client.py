@@ -67,7 +67,8 @@ class Client(ClientBase):
         self._release: weakref.finalize | None = None
         if self._shm is not None:
             # Runs on close(), and at garbage collection or interpreter exit (an uncaught Ctrl-C) if close never ran.
-            timeout = {"client_timeout": min(timeout_s, 5.0)} if protocol == "grpc" else {}
+            # Generous: an unregister lost to a busy server leaves the region mapped in the server until it restarts.
+            timeout = {"client_timeout": min(timeout_s, 30.0)} if protocol == "grpc" else {}
             self._release = weakref.finalize(self, _release_shared_memory, self._client, self._shm, timeout)
         self._sleep: Callable[[float], None] = time.sleep
         if protocol == "http":
@@ -273,10 +274,19 @@ def _release_shared_memory(client: Any, pool: SharedMemoryPool, timeout: dict[st
     try:
         for region in regions:
             if region.registered:
-                # A stopped server has forgotten the region anyway.
-                with contextlib.suppress(Exception):
-                    client.unregister_system_shared_memory(region.name, **timeout)
+                _unregister(client, region.name, timeout)
     finally:
         for region in regions:
             pool.destroy(region)
         pool.close()
+
+
+def _unregister(client: Any, name: str, timeout: dict[str, float]) -> None:
+    """Unregister a region, trying twice: a busy server can miss the first call; a stopped one forgot it anyway."""
+    for attempt in range(2):
+        try:
+            client.unregister_system_shared_memory(name, **timeout)
+            return
+        except Exception:
+            if attempt == 0:
+                time.sleep(0.2)
