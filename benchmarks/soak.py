@@ -30,22 +30,7 @@ import numpy as np
 
 from tritonkit.client import Client
 from tritonkit.errors import Rejected, TritonkitError
-from tritonkit.server import EmbeddedServer
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (the server and its stubs), from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+from tritonkit.server import EmbeddedServer, process_group_members
 
 
 def rss_kib(pids: list[int]) -> dict[int, int]:
@@ -147,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             Sender(server.grpc_url, "tiny", frames, Tally()), args.concurrency, args.capacity_seconds
         )
         rate = capacity * args.load
-        pids = group_members(server.pid)
+        pids = process_group_members(server.pid)
         rss_start = rss_kib(pids)
         print(f"capacity {capacity:.1f} req/s (closed loop, {args.concurrency} clients); sending {rate:.1f} req/s")
         print(f"processes {pids}; RSS at start {sum(rss_start.values()) / 1024:.1f} MiB", flush=True)
@@ -169,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 tally.sent += 1
                 due += interval
                 if now >= next_report:
-                    rss_now = sum(rss_kib(group_members(server.pid)).values()) / 1024
+                    rss_now = sum(rss_kib(process_group_members(server.pid)).values()) / 1024
                     print(
                         f"  {now - started:6.0f} s: sent {tally.sent} ok {tally.succeeded} rejected {tally.rejected}"
                         f" failed {tally.failed}; RSS {rss_now:.1f} MiB",
@@ -177,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     next_report += 30
         elapsed = time.monotonic() - started
-        members_end = group_members(server.pid)
+        members_end = process_group_members(server.pid)
         rss_end = rss_kib(members_end)
 
     start_total, end_total = sum(rss_start.values()), sum(rss_end.values())

@@ -17,28 +17,12 @@ import tritonclient.grpc as grpcclient
 
 from conftest import export_tiny
 from tritonkit.errors import ConfigError, ServerUnavailable
-from tritonkit.server import EmbeddedServer, free_port
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes in a process group (the server and its python-backend stubs)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state (Z: already dead, not yet reaped); fields[2] is the process group.
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+from tritonkit.server import EmbeddedServer, free_port, process_group_members
 
 
 def wait_until_gone(pgid: int, timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
-    while (members := group_members(pgid)) and time.monotonic() < deadline:
+    while (members := process_group_members(pgid)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return members
 
@@ -54,9 +38,9 @@ def test_stop_leaves_no_process_behind(one_model_repository):
     server = EmbeddedServer(one_model_repository, http_port=0, grpc_port=0, metrics_port=0).start()
     pgid = server.pid
     assert pgid is not None
-    assert len(group_members(pgid)) >= 3, "expected the server and one stub per instance"
+    assert len(process_group_members(pgid)) >= 3, "expected the server and one stub per instance"
     assert server.stop() == 0
-    assert group_members(pgid) == []
+    assert process_group_members(pgid) == []
     assert "successfully unloaded 'tiny'" in server.log_text()
 
 
@@ -173,7 +157,7 @@ def test_serve_stops_after_in_flight_requests_finish(tmp_path, stop_signal):
         assert "tritonserver stopped (exit code 0)" in output
         assert "slow" in output and "READY" in output, "serve lists the models it serves"
         server_pid = int(re.search(r"tritonserver ready \(pid (\d+)\)", output).group(1))
-        assert group_members(server_pid) == [], "a server or stub process outlived serve"
+        assert process_group_members(server_pid) == [], "a server or stub process outlived serve"
         assert len(results) == 1
         result, error = results[0]
         assert error is None, f"the in-flight request was lost: {error}"

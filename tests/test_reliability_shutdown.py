@@ -21,7 +21,7 @@ import tritonclient.grpc as grpcclient
 
 from tritonkit.client import Client
 from tritonkit.errors import TritonkitError
-from tritonkit.server import free_port
+from tritonkit.server import free_port, process_group_members
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -29,21 +29,6 @@ IN_FLIGHT = 20
 # H=64 instead of 512: about an eighth of a second of CPU per sample, so 20 requests keep the server busy for a
 # few seconds, long enough to signal it mid-load without making the test slow.
 SHAPE = (3, 64, 512)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +126,7 @@ def test_sigterm_under_load_answers_every_accepted_request(slowish_repository):
         )
         assert all(outcome.startswith(clear) for outcome in late), late
         server_pid = int(re.search(r"tritonserver ready \(pid (\d+)\)", output).group(1))  # type: ignore[union-attr]
-        assert group_members(server_pid) == [], "a server or stub process outlived serve"
+        assert process_group_members(server_pid) == [], "a server or stub process outlived serve"
     finally:
         serve.kill()
         serve.wait()

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["StubWatchdog", "WatchdogEvent", "stub_processes"]
+__all__ = ["StubWatchdog", "WatchdogEvent", "process_group_members", "stub_processes"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,15 @@ def _process_group(pid: int) -> int | None:
     except (OSError, IndexError):
         return None
     return int(fields[2]) if fields[0] != "Z" else None
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group: a server started by tritonkit and its stubs."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _process_group(int(entry.name)) == pgid
+    ]
 
 
 def stub_processes(server_pid: int, repository: Path) -> dict[tuple[str, str], int]:
