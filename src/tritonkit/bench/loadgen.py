@@ -8,15 +8,20 @@ processes start their windows at the same CLOCK_MONOTONIC instant, so their coun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tritonclient.utils.shared_memory as shm
 
 from tritonkit.client.errors import classify
+from tritonkit.client.shm import Region
 from tritonkit.repository.dtypes import to_numpy_dtype
 
 __all__ = ["LoadResult", "LoadSpec", "run_load", "start_delay_s"]
@@ -37,6 +42,10 @@ class LoadSpec:
     window_s: float
     protocol: str = "grpc"
     timeout_s: float = 60.0
+    # System shared memory: each worker registers one region per tensor, writes its frames once and resends them,
+    # so the client's cost per request no longer grows with the bytes. Needs the output sizes per request.
+    shared_memory: bool = False
+    output_byte_sizes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -75,19 +84,37 @@ async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResul
     else:
         import tritonclient.http.aio as transport  # type: ignore[no-redef]
     client: Any = transport.InferenceServerClient(spec.url)
-    request_input = transport.InferInput(spec.input_name, list(spec.shape), spec.datatype)
-    request_input.set_data_from_numpy(_payload(spec))
-    outputs = [transport.InferRequestedOutput(name) for name in spec.output_names]
+    payload = _payload(spec)
     timeout = {"client_timeout": spec.timeout_s} if spec.protocol == "grpc" else {"timeout": int(spec.timeout_s)}
     measure_from = start_at + spec.warmup_s
     measure_until = measure_from + spec.window_s
     result = LoadResult(window_s=spec.window_s)
+    regions: list[Region] = []
+
+    async def tensors() -> tuple[list[Any], list[Any]]:
+        request_input = transport.InferInput(spec.input_name, list(spec.shape), spec.datatype)
+        outputs = [transport.InferRequestedOutput(name) for name in spec.output_names]
+        if not spec.shared_memory:
+            request_input.set_data_from_numpy(payload)
+            return [request_input], outputs
+        sizes = [payload.nbytes, *spec.output_byte_sizes]
+        worker_regions = [Region(f"tritonkit-load-{os.getpid()}-{uuid.uuid4().hex[:12]}", size) for size in sizes]
+        regions.extend(worker_regions)
+        shm.set_shared_memory_region(worker_regions[0].handle, [payload])
+        for region in worker_regions:
+            await client.register_system_shared_memory(region.name, region.key, region.byte_size)
+            region.registered = True
+        request_input.set_shared_memory(worker_regions[0].name, payload.nbytes)
+        for output, region in zip(outputs, worker_regions[1:]):
+            output.set_shared_memory(region.name, region.byte_size)
+        return [request_input], outputs
 
     async def worker() -> None:
+        inputs, outputs = await tensors()
         while (started := time.monotonic()) < measure_until:
             failure = None
             try:
-                await client.infer(spec.model, [request_input], outputs=outputs, **timeout)
+                await client.infer(spec.model, inputs, outputs=outputs, **timeout)
             except Exception as error:
                 failure = type(classify(error)).__name__
             finished = time.monotonic()
@@ -106,12 +133,21 @@ async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResul
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         result.client_cpu_s = time.process_time() - cpu_at_start
+        for region in regions:
+            if region.registered:
+                with contextlib.suppress(Exception):
+                    await client.unregister_system_shared_memory(region.name)
+            region.destroy()
         await client.close()
     return result
 
 
 def _drive_in_process(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResult:
-    return asyncio.run(_drive(spec, concurrency, start_at))
+    try:
+        return asyncio.run(_drive(spec, concurrency, start_at))
+    except Exception as error:
+        # tritonclient's exceptions do not survive pickling back to the parent (the pool would hang on them).
+        raise RuntimeError(f"load generator failed: {type(classify(error)).__name__}: {error}") from None
 
 
 def start_delay_s(processes: int) -> float:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,13 @@ class RawModel:
         self.sample_shape = sample_shape
         self.device = device
         self._cache: dict[int, RawMeasurement] = {}
+        self._cuda: Any = None
+        if device == "cuda" and model_file.suffix == ".pt":
+            # On a GPU the model's own speed is what CUDA events measure, the faster of module and graph.
+            from tritonkit.bench.raw_cuda import CudaRawModel
+
+            self._cuda = CudaRawModel(model_file, datatype=datatype, sample_shape=sample_shape)
+            return
         self._run = self._load(threads)
 
     def _load(self, threads: int | None) -> Callable[[np.ndarray], None]:
@@ -75,6 +83,9 @@ class RawModel:
     def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement:
         """Samples per second at ``batch_size``, after warm-up; each batch size is measured once per run."""
         if batch_size in self._cache:
+            return self._cache[batch_size]
+        if self._cuda is not None:
+            self._cache[batch_size] = self._cuda.measure(batch_size)
             return self._cache[batch_size]
         rng = np.random.default_rng(batch_size)
         shape = (batch_size, *self.sample_shape)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import model_config_pb2
 
 from tritonkit.bench.configs import BenchConfig
 from tritonkit.bench.gpu import GpuSampler
@@ -23,9 +24,10 @@ from tritonkit.client.errors import classify
 from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig, triton_dtype_name
+from tritonkit.repository.dtypes import to_numpy_dtype
 from tritonkit.repository.validate import model_filename, version_directories
 
-__all__ = ["BenchSettings", "Cell", "load_configuration", "measure_cell", "model_file_of"]
+__all__ = ["BenchSettings", "Cell", "load_configuration", "measure_cell", "model_file_of", "output_byte_size"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class BenchSettings:
     protocol: str = "grpc"
     client_processes: int | None = None  # None: one process, more where the concurrency and the cores allow
     frames_per_request: int = 1
+    shared_memory: bool = False  # system shared memory for inputs and outputs (same-host clients)
 
     def processes_for(self, concurrency: int) -> int:
         if self.client_processes:
@@ -67,11 +70,21 @@ class Cell:
     gpu_utilisation_pct: float | None = None
     raw_batch: int = 1
     raw_samples_per_s: float = 0.0
+    input_us_per_request: float = 0.0
+    infer_us_per_request: float = 0.0
+    output_us_per_request: float = 0.0
 
     @property
     def efficiency(self) -> float:
         """Served samples/s over the raw model's samples/s at the batch size the server formed."""
         return self.samples_per_s / self.raw_samples_per_s if self.raw_samples_per_s else float("nan")
+
+
+def output_byte_size(output: model_config_pb2.ModelOutput, rows: int) -> int:
+    """Bytes of one output for a request of ``rows`` rows (fixed dims only: shared memory is sized up front)."""
+    if any(dim < 0 for dim in output.dims):
+        raise ModelNotReady(f"output {output.name!r} has variable dims; shared-memory load needs fixed output shapes")
+    return rows * math.prod(output.dims) * to_numpy_dtype(triton_dtype_name(output.data_type)).itemsize
 
 
 def model_file_of(model_dir: Path, config: ModelConfig) -> Path:
@@ -118,6 +131,8 @@ def measure_cell(
         warmup_s=settings.warmup_s,
         window_s=settings.window_s,
         protocol=settings.protocol,
+        shared_memory=settings.shared_memory,
+        output_byte_sizes=tuple(output_byte_size(output, settings.frames_per_request) for output in base.proto.output),
     )
     stats_client = grpcclient.InferenceServerClient(grpc_url)
 
@@ -159,4 +174,7 @@ def measure_cell(
         gpu_utilisation_pct=sampler.utilisation_pct,
         raw_batch=raw_batch,
         raw_samples_per_s=raw_measurement.samples_per_s,
+        input_us_per_request=server.input_us_per_request,
+        infer_us_per_request=server.infer_us_per_request,
+        output_us_per_request=server.output_us_per_request,
     )

@@ -25,6 +25,9 @@ def export(
     input_shape: str = typer.Option("3,224,224", help="Input shape C,H,W (without the batch dim)."),
     precision: Literal["fp32", "fp16"] = typer.Option("fp32", help="fp16 is for GPU instances."),
     uint8_input: bool = typer.Option(False, "--uint8-input", help="Take raw uint8 NHWC frames; normalise in-graph."),
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="Store conv weights NHWC (faster fp16 convolutions on GPUs)."
+    ),
     weights: Path | None = typer.Option(None, help="A state_dict .pt file to load (default: random weights)."),
     instances: int = typer.Option(1, min=1, help="Instances per group."),
     kind: Literal["auto", "cpu", "gpu"] = typer.Option("auto", help="Instance kind."),
@@ -47,6 +50,7 @@ def export(
             input_shape=parse_int_list("--input-shape", input_shape) or (),
             precision=precision,
             uint8_input=uint8_input,
+            channels_last=channels_last,
             weights=weights,
             instances=instances,
             kind=kind,

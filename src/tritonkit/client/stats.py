@@ -37,6 +37,10 @@ class ModelStats:
     queue_us_per_request: float
     compute_us_per_request: float
     batch_counts: Mapping[int, int] = field(default_factory=dict)
+    # compute_us_per_request split into Triton's three phases: inputs in, the model's execute, outputs out.
+    input_us_per_request: float = 0.0
+    infer_us_per_request: float = 0.0
+    output_us_per_request: float = 0.0
 
     @property
     def average_batch_size(self) -> float:
@@ -47,9 +51,11 @@ class ModelStats:
         successes = self.success_count - earlier.success_count
         per_request = max(successes, 1)
         queue_us = self.queue_us_per_request * self.success_count - earlier.queue_us_per_request * earlier.success_count
-        compute_us = (
-            self.compute_us_per_request * self.success_count - earlier.compute_us_per_request * earlier.success_count
-        )
+
+        def delta(name: str) -> float:
+            return getattr(self, name) * self.success_count - getattr(earlier, name) * earlier.success_count
+
+        compute_us = delta("compute_us_per_request")
         batch_counts = {
             size: count - earlier.batch_counts.get(size, 0)
             for size, count in self.batch_counts.items()
@@ -65,6 +71,9 @@ class ModelStats:
             queue_us_per_request=queue_us / per_request,
             compute_us_per_request=compute_us / per_request,
             batch_counts=batch_counts,
+            input_us_per_request=delta("input_us_per_request") / per_request,
+            infer_us_per_request=delta("infer_us_per_request") / per_request,
+            output_us_per_request=delta("output_us_per_request") / per_request,
         )
 
     @classmethod
@@ -73,7 +82,8 @@ class ModelStats:
         entries = statistics.get("model_stats", [])
         if not entries:
             raise ValueError("the statistics carry no model")
-        successes = failures = inferences = executions = queue_ns = compute_ns = 0
+        successes = failures = inferences = executions = queue_ns = 0
+        phase_ns = {"compute_input": 0, "compute_infer": 0, "compute_output": 0}
         batch_counts: dict[int, int] = {}
         for entry in entries:  # one per loaded version
             inference = entry.get("inference_stats", {})
@@ -82,7 +92,8 @@ class ModelStats:
             inferences += int(entry.get("inference_count", 0))
             executions += int(entry.get("execution_count", 0))
             queue_ns += _ns(inference, "queue")
-            compute_ns += sum(_ns(inference, key) for key in ("compute_input", "compute_infer", "compute_output"))
+            for key in phase_ns:
+                phase_ns[key] += _ns(inference, key)
             for batch in entry.get("batch_stats", []):
                 size = int(batch["batch_size"])
                 batch_counts[size] = batch_counts.get(size, 0) + _count(batch, "compute_infer")
@@ -95,6 +106,9 @@ class ModelStats:
             success_count=successes,
             failure_count=failures,
             queue_us_per_request=queue_ns / per_request_us,
-            compute_us_per_request=compute_ns / per_request_us,
+            compute_us_per_request=sum(phase_ns.values()) / per_request_us,
             batch_counts=dict(sorted(batch_counts.items())),
+            input_us_per_request=phase_ns["compute_input"] / per_request_us,
+            infer_us_per_request=phase_ns["compute_infer"] / per_request_us,
+            output_us_per_request=phase_ns["compute_output"] / per_request_us,
         )

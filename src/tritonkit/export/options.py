@@ -50,6 +50,7 @@ class ExportOptions:
 
     ``input_shape`` is one sample's C,H,W (a string like ``"3,224,224"`` is parsed). With
     ``uint8_input`` the served input becomes uint8 H,W,C frames, normalised inside the graph.
+    ``channels_last`` stores 4-D weights NHWC, which cuDNN's tensor-core convolutions prefer on GPUs.
     ``atol``/``rtol`` default to the precision's tolerance. ``device`` "auto" verifies fp16 on a
     CUDA GPU when torch sees one, everything else on the CPU.
     """
@@ -62,6 +63,7 @@ class ExportOptions:
     input_shape: tuple[int, ...] = (3, 224, 224)
     precision: Precision = "fp32"
     uint8_input: bool = False
+    channels_last: bool = False
     weights: Path | None = None
     seed: int = 0
     instances: int = 1

@@ -74,6 +74,8 @@ def export_model(
     module = load_model(model, weights=options.weights, seed=options.seed)
     exported, reference = _wrap(module, options)
     exported, reference = exported.to(device), reference.to(device)
+    if options.channels_last:
+        exported = exported.to(memory_format=torch.channels_last)
     sample = random_batch(
         options.served_input_shape,
         options.input_dtype,

@@ -2,7 +2,8 @@
 
 ``tiny_cnn`` exports and verifies in about a second, for tests and smoke runs. ``no_work`` does
 next to nothing per request, so serving it measures the transport ceiling (network, serialisation,
-queueing) rather than compute. ``slow_matmul`` costs a known, adjustable amount of compute per sample, for
+queueing) rather than compute; ``echo_head`` does the same with a classifier's output size.
+``slow_matmul`` costs a known, adjustable amount of compute per sample, for
 tests of what happens while requests are in flight or queued (shutdown, queue limits, timeouts).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["NoWork", "SlowMatmul", "no_work", "slow_matmul", "tiny_cnn"]
+__all__ = ["EchoHead", "NoWork", "SlowMatmul", "echo_head", "no_work", "slow_matmul", "tiny_cnn"]
 
 
 def tiny_cnn(num_classes: int = 10) -> nn.Module:
@@ -38,6 +39,26 @@ class NoWork(nn.Module):
 
 def no_work() -> nn.Module:
     return NoWork()
+
+
+class EchoHead(nn.Module):
+    """The first ``width`` values of each sample as fp32, shape ``(N, width)``: a classifier's output bytes, no compute.
+
+    Served with the same input and output as a real classifier, it measures what the serving path alone carries
+    (the transport ceiling) under exactly the load the classifier gets.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, : self.width].float()
+
+
+def echo_head(width: int = 1000) -> nn.Module:
+    """No-work stand-in for an ImageNet classifier: input of at least ``width`` values a sample, output (N, width)."""
+    return EchoHead(width)
 
 
 class SlowMatmul(nn.Module):

@@ -7,11 +7,14 @@ request then gets its own slice of the outputs back.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,6 +23,8 @@ from tritonkit.repository.paths import contained_model_file
 __all__ = [
     "BatchingBackendModel",
     "ModelRunner",
+    "PartsRunner",
+    "PhaseClock",
     "TensorInfo",
     "positional_order",
     "split_rows",
@@ -27,6 +32,13 @@ __all__ = [
 
 # A loaded model: named input arrays in, named output arrays out.
 ModelRunner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+class PartsRunner(Protocol):
+    """A model that takes every request's rows as they are (no concatenation) and returns whole outputs."""
+
+    def run(self, parts: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]: ...
+
 
 _NUMPY_DTYPES: dict[str, Any] = {
     "TYPE_BOOL": np.bool_,
@@ -72,16 +84,61 @@ def positional_order(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def _ordered(tensors: Sequence[TensorInfo]) -> list[TensorInfo]:
+    by_name = {t.name: t for t in tensors}
+    return [by_name[name] for name in positional_order(list(by_name))]
+
+
 def split_rows(array: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
     """Split a batched output back into one slice per request."""
     bounds = np.cumsum(sizes)[:-1]
     return np.split(array, bounds, axis=0)
 
 
+class PhaseClock:
+    """Where ``execute()`` spends its time, summed per phase and logged every ``interval_s`` seconds.
+
+    Enabled by ``TRITONKIT_PROFILE_S`` in the server's environment (the stub inherits it); the line goes to the
+    stub's stderr, which the server log carries. Costs two clock reads a phase, so it stays off by default.
+    """
+
+    def __init__(self, model_name: str, interval_s: float) -> None:
+        self.model_name = model_name
+        self.interval_s = interval_s
+        self.phases: dict[str, float] = {}
+        self.calls = self.requests = self.rows = 0
+        self.since = time.perf_counter()
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def count(self, requests: int, rows: int) -> None:
+        self.calls += 1
+        self.requests += requests
+        self.rows += rows
+        now = time.perf_counter()
+        if now - self.since < self.interval_s:
+            return
+        elapsed = now - self.since
+        per_call = " ".join(f"{name} {total * 1e3 / self.calls:.3f}" for name, total in self.phases.items())
+        busy = sum(self.phases.get(name, 0.0) for name in ("inputs", "model", "responses")) / elapsed
+        print(
+            f"tritonkit profile {self.model_name}: {self.calls} calls, {self.requests} requests, {self.rows} rows in "
+            f"{elapsed:.1f} s; ms per call: {per_call}; busy {busy:.0%}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.phases.clear()
+        self.calls = self.requests = self.rows = 0
+        self.since = now
+
+
 class BatchingBackendModel:
     """Base of the ``TritonPythonModel`` classes: subclasses only say how to load and run the model file."""
 
     default_model_filename = "model"
+    # Set by ``load`` when the model can take requests' rows without concatenation (the GPU path).
+    parts_runner: PartsRunner | None = None
 
     def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
         raise NotImplementedError
@@ -99,6 +156,9 @@ class BatchingBackendModel:
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.inputs = [TensorInfo.from_config(entry) for entry in config.get("input", [])]
         self.outputs = [TensorInfo.from_config(entry) for entry in config.get("output", [])]
+        # The orders a positional model takes its inputs and returns its outputs in (what a parts runner follows).
+        self.input_order = _ordered(self.inputs)
+        self.output_order = _ordered(self.outputs)
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         filename = config.get("default_model_filename") or self.default_model_filename
         model_file = contained_model_file(Path(args["model_repository"]), args["model_version"], filename)
@@ -108,14 +168,24 @@ class BatchingBackendModel:
         kind = args["model_instance_kind"].upper()
         device_id = int(args.get("model_instance_device_id", "0") or 0)
         self.run_model = self.load(model_file, kind, device_id, parameters)
+        interval = os.environ.get("TRITONKIT_PROFILE_S")
+        self.clock = PhaseClock(self.model_name, float(interval)) if interval else None
+        if self.parts_runner is not None and hasattr(self.parts_runner, "clock"):
+            self.parts_runner.clock = self.clock
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
+        clock = self.clock
+        started = time.perf_counter()
         feeds: list[dict[str, np.ndarray]] = []
         for request in requests:
             feeds.append({t.name: pb_utils.get_input_tensor_by_name(request, t.name).as_numpy() for t in self.inputs})
-        results = self._run_batched(feeds)
+        if clock is not None:
+            clock.add("inputs", (ran := time.perf_counter()) - started)
+        results = self._run_parts(feeds) if self.parts_runner is not None else self._run_batched(feeds)
+        if clock is not None:
+            clock.add("model", (answered := time.perf_counter()) - ran)
         responses = []
         for request, result in zip(requests, results):
             if isinstance(result, Exception):
@@ -128,7 +198,24 @@ class BatchingBackendModel:
                 if t.name in wanted
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        if clock is not None:
+            clock.add("responses", time.perf_counter() - answered)
+            clock.count(len(requests), sum(len(next(iter(feed.values()), ())) for feed in feeds))
         return responses
+
+    def _run_parts(self, feeds: list[dict[str, np.ndarray]]) -> list[Mapping[str, np.ndarray] | Exception]:
+        """One call of the parts runner for every request; Triton has checked their shapes against the config."""
+        assert self.parts_runner is not None
+        try:
+            outputs = self.parts_runner.run([[feed[t.name] for feed in feeds] for t in self.input_order])
+        except Exception as error:  # one failing model call must answer its requests, not kill the instance
+            failure = RuntimeError(f"model {self.model_name!r} failed: {type(error).__name__}: {error}")
+            return [failure] * len(feeds)
+        sizes = [len(feed[self.input_order[0].name]) for feed in feeds]
+        slices = [split_rows(array, sizes) for array in outputs]
+        return [
+            {t.name: parts[position] for t, parts in zip(self.output_order, slices)} for position in range(len(feeds))
+        ]
 
     def _run_batched(self, feeds: list[dict[str, np.ndarray]]) -> list[Mapping[str, np.ndarray] | Exception]:
         """Run every request of one execute() in as few model calls as their shapes allow (usually one)."""

@@ -1,0 +1,615 @@
+"""GPU serving efficiency in one run: the raw model, tritonkit's served configurations, a no-work model, PyTriton.
+
+Everything is measured in one process tree on one card, so every ratio compares numbers from the same run:
+
+1. exports ResNet-50 (TorchScript, fp16, channels_last, uint8 NHWC frames normalised in the graph) and a no-work
+   model with the same input and output (``tritonkit.export.zoo:echo_head``) into a fresh repository;
+2. times the raw model with CUDA events at every batch size, as a module and as a CUDA graph;
+3. starts the embedded tritonserver (explicit model control) and loads each configuration in turn, with the
+   load generator of ``tritonkit bench`` (closed loop, asyncio, several client processes, warm-up excluded);
+4. starts PyTriton on the same model file and drives it with the same loads;
+5. runs the instance configurations again under an NVIDIA MPS daemon (default compute mode, always quit) and
+   counts the stub processes that attached to it;
+6. prints the goals of issue 7 with their ratios, a table, and writes ``gpu_serving.json`` under ``--out``.
+
+    python benchmarks/gpu_serving.py --out "$OUT"            # about 7 minutes on an H100
+    python benchmarks/gpu_serving.py --out /tmp/x --quick    # short windows, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2
+
+from tritonkit.bench.configs import BenchConfig
+from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
+from tritonkit.bench.loadgen import LoadSpec, run_load
+from tritonkit.bench.raw_cuda import CudaRawModel
+from tritonkit.bench.runner import BenchSettings, Cell, load_configuration, measure_cell, output_byte_size
+from tritonkit.repository import ModelConfig
+from tritonkit.server import EmbeddedServer
+from tritonkit.server.embedded import free_port
+
+MODEL = "resnet50"
+NO_WORK = "no_work"
+RAW_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One measured cell: which model, served how, under which load."""
+
+    key: str
+    model: str
+    config: BenchConfig
+    frames: int
+    concurrency: int
+    shared_memory: bool = False
+    server: str = "tritonkit"  # or "pytriton"
+    parameters: tuple[tuple[str, str], ...] = ()  # config.pbtxt parameters on top of the export's
+
+
+REGISTER = (("TRITONKIT_REGISTER_SHARED_MEMORY", "true"),)
+
+
+def plans(max_batch: int, delay_us: int) -> list[Plan]:
+    """The cells, non-MPS first (the MPS daemon starts once, before the first MPS cell)."""
+    one, four = BenchConfig(1), BenchConfig(4)
+    b1, b2, b3, b4 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 3, 4))
+    four_mps, b4_mps = BenchConfig(4, mps=True), BenchConfig(4, max_batch, delay_us, mps=True)
+    return [
+        # The no-work model under the loads the classifier gets: the serving path's own ceiling.
+        Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
+        Plan("nowork_b1_single_shm_c64", NO_WORK, b1, 1, 64, shared_memory=True),
+        Plan("nowork_b4_single_shm_c256", NO_WORK, b4, 1, 256, shared_memory=True),
+        Plan("nowork_b4_multi64_shm_c8", NO_WORK, b4, 64, 8, shared_memory=True),
+        Plan("i1_c1", MODEL, one, 1, 1, shared_memory=True),
+        Plan("i1_c64", MODEL, one, 1, 64, shared_memory=True),
+        Plan("i4_c64", MODEL, four, 1, 64, shared_memory=True),
+        Plan("b1_single_shm_c64", MODEL, b1, 1, 64, shared_memory=True),
+        Plan("b2_single_c128", MODEL, b2, 1, 128),
+        Plan("b2_multi16_c16", MODEL, b2, 16, 16),
+        Plan("b2_multi64_shm_c8", MODEL, b2, 64, 8, shared_memory=True),
+        Plan("b2reg_multi64_shm_c8", MODEL, b2, 64, 8, shared_memory=True, parameters=REGISTER),
+        Plan("b3reg_multi64_shm_c8", MODEL, b3, 64, 8, shared_memory=True, parameters=REGISTER),
+        Plan("b4_single_shm_c64", MODEL, b4, 1, 64, shared_memory=True),
+        Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
+        Plan("b4_multi64_shm_c8", MODEL, b4, 64, 8, shared_memory=True),
+        Plan("b4reg_multi64_shm_c8", MODEL, b4, 64, 8, shared_memory=True, parameters=REGISTER),
+        Plan("b4reg_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True, parameters=REGISTER),
+        # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
+        Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
+        Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
+        Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True),
+        Plan("b4mps_single_shm_c64", MODEL, b4_mps, 1, 64, shared_memory=True),
+    ]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def export_models(repository: Path, max_batch: int) -> None:
+    from tritonkit.export import ExportOptions, export_model
+
+    for reference, name in (("resnet50", MODEL), ("tritonkit.export.zoo:echo_head", NO_WORK)):
+        options = ExportOptions(
+            format="torchscript",
+            name=name,
+            repository=repository,
+            max_batch_size=max_batch,
+            precision="fp16",
+            uint8_input=True,
+            channels_last=True,
+            kind="gpu",
+            device="cuda",
+        )
+        started = time.monotonic()
+        result = export_model(reference, options)
+        log(f"exported {name}: {result.artifact} in {time.monotonic() - started:.0f} s")
+
+
+def raw_table(raw: CudaRawModel) -> list[dict[str, Any]]:
+    rows = []
+    for batch in RAW_BATCHES:
+        module, graph = raw.time("module", batch), raw.time("graph", batch)
+        rows.append(
+            {
+                "batch": batch,
+                "module_ms": module.median_call_ms,
+                "module_spread_ms": module.spread_ms,
+                "graph_ms": graph.median_call_ms,
+                "graph_spread_ms": graph.spread_ms,
+                "best_img_per_s": max(module.samples_per_s, graph.samples_per_s),
+            }
+        )
+        log(
+            f"raw bs{batch}: module {module.median_call_ms:.3f} ms, graph {graph.median_call_ms:.3f} ms, "
+            f"best {rows[-1]['best_img_per_s']:.0f} img/s"
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def pytriton_server(model_file: Path, name: str, config: BenchConfig, log_path: Path) -> Iterator[str]:
+    """PyTriton on free ports, ready to serve; stopped (its whole process group) on exit."""
+    import tritonclient.grpc as grpcclient
+
+    ports = [free_port("127.0.0.1") for _ in range(3)]
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("pytriton_peer.py")),
+        f"--model-file={model_file}",
+        f"--name={name}",
+        f"--max-batch={config.max_batch}",
+        f"--queue-delay-us={config.queue_delay_us}",
+        f"--instances={config.instances}",
+        f"--grpc-port={ports[0]}",
+        f"--http-port={ports[1]}",
+        f"--metrics-port={ports[2]}",
+    ]
+    with log_path.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"127.0.0.1:{ports[0]}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"PyTriton exited with {process.returncode}; see {log_path}")
+            with contextlib.suppress(Exception):
+                if grpcclient.InferenceServerClient(url).is_model_ready(name):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PyTriton was not ready within 240 s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def client_only_cell(plan: Plan, url: str, base: ModelConfig, name: str, settings: BenchSettings) -> dict[str, Any]:
+    """A cell against a server whose statistics we don't read (PyTriton): what the client saw."""
+    tensor = base.proto.input[0]
+    spec = LoadSpec(
+        url=url,
+        model=name,
+        input_name=tensor.name,
+        datatype="UINT8",
+        shape=(plan.frames, *tensor.dims),
+        output_names=tuple(output.name for output in base.proto.output),
+        concurrency=plan.concurrency,
+        warmup_s=settings.warmup_s,
+        window_s=settings.window_s,
+        shared_memory=plan.shared_memory,
+        output_byte_sizes=tuple(output_byte_size(output, plan.frames) for output in base.proto.output),
+    )
+    result = run_load(spec, settings.processes_for(plan.concurrency))
+    return {
+        "requests_per_s": result.completed / spec.window_s,
+        "samples_per_s": result.completed * plan.frames / spec.window_s,
+        "p50_ms": result.percentile_ms(50),
+        "p99_ms": result.percentile_ms(99),
+        "failures": dict(result.failures),
+        "client_cpu_us_per_request": result.client_cpu_s * 1e6 / max(result.completed, 1),
+    }
+
+
+def mps_clients(mps_root: Path) -> list[int]:
+    """Process ids that the MPS control daemon logged as new clients."""
+    control = mps_root / "log" / "control.log"
+    if not control.exists():
+        return []
+    return sorted({int(m) for m in re.findall(r"NEW CLIENT (\d+)", control.read_text(errors="replace"))})
+
+
+def stub_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if b"triton_python_backend_stub" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return sorted(found)
+
+
+def served_cells(
+    repository: Path,
+    selected: list[Plan],
+    settings: BenchSettings,
+    raw: CudaRawModel,
+    mps_root: Path,
+    out: Path,
+    save: Callable[[dict[str, dict[str, Any]]], None],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    cells: dict[str, dict[str, Any]] = {}
+    mps_report: dict[str, Any] = {}
+    bases = {name: ModelConfig.load(repository / name / "config.pbtxt") for name in (MODEL, NO_WORK)}
+    backend_config = [
+        # Room for a full batch of frames in each stub's shared memory from the start, instead of 1 MiB steps.
+        "--backend-config=python,shm-default-byte-size=33554432",
+        "--backend-config=python,shm-growth-byte-size=16777216",
+    ]
+    server = EmbeddedServer(
+        repository,
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        model_control="explicit",
+        startup_timeout_s=300,
+        env={**mps_environment(mps_root), "TRITONKIT_PROFILE_S": "3"},
+        extra_args=backend_config,
+    )
+    loaded: tuple[str, BenchConfig, tuple[tuple[str, str], ...]] | None = None
+    with contextlib.ExitStack() as daemon, server:
+        for plan in (p for p in selected if p.server == "tritonkit"):
+            if plan.config.mps and not mps_report:
+                daemon.enter_context(mps_daemon(mps_root))
+                mps_report["daemon"] = "started"
+            if loaded != (plan.model, plan.config, plan.parameters):
+                if loaded is not None:
+                    server_client(server).unload_model(loaded[0])
+                    wait_unloaded(server, loaded[0])
+                started = time.monotonic()
+                config = with_parameters(bases[plan.model], plan)
+                load_configuration(server.grpc_url, plan.model, config, plan.config, 600)
+                elapsed = time.monotonic() - started
+                log(f"loaded {plan.model} as {plan.config.key} {dict(plan.parameters)} in {elapsed:.1f} s")
+                loaded = (plan.model, plan.config, plan.parameters)
+                if plan.config.mps:
+                    time.sleep(1.0)
+                    attached = set(mps_clients(mps_root))
+                    stubs = stub_pids()
+                    mps_report[plan.config.key] = {
+                        "stubs": stubs,
+                        "attached": sorted(attached & set(stubs)),
+                        "all_mps_clients": sorted(attached),
+                    }
+                    log(f"MPS: {len(attached & set(stubs))} of {len(stubs)} stub processes attached")
+            cell_settings = dataclasses.replace(
+                settings, frames_per_request=plan.frames, shared_memory=plan.shared_memory
+            )
+            cell = measure_cell(
+                server.grpc_url,
+                server.grpc_url,
+                plan.model,
+                bases[plan.model],
+                plan.config,
+                plan.concurrency,
+                cell_settings,
+                raw if plan.model == MODEL else NoRaw(),
+            )
+            cells[plan.key] = cell_dict(plan, cell)
+            log(summary_line(plan.key, cells[plan.key]))
+            if plan.key in ("i1_c1", "nowork_i1_c1"):
+                sync = {**cells[plan.key], **sync_latency(server.grpc_url, plan.model), "key": plan.key + "_sync"}
+                sync["served_over_raw"] = None
+                cells[sync["key"]] = sync
+                log(summary_line(sync["key"], sync))
+            save(cells)
+        if loaded is not None:
+            server_client(server).unload_model(loaded[0])
+            wait_unloaded(server, loaded[0])
+    (out / "tritonserver.log").write_text(server.log_text())
+    return cells, mps_report
+
+
+def with_parameters(base: ModelConfig, plan: Plan) -> ModelConfig:
+    proto = model_config_pb2.ModelConfig()
+    proto.CopyFrom(base.proto)
+    for key, value in plan.parameters:
+        proto.parameters[key].string_value = value
+    return ModelConfig(proto)
+
+
+def sync_latency(url: str, name: str, requests: int = 2000) -> dict[str, Any]:
+    """Batch-1 latency through tritonkit's own (blocking) client with shared memory: one request at a time."""
+    from tritonkit.client import Client
+
+    frame = np.random.default_rng(0).integers(0, 256, size=(1, 224, 224, 3), dtype=np.uint8)
+    latencies = []
+    with Client(url, name, shared_memory=True) as client:
+        for _ in range(200):
+            client.infer(frame)
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.infer(frame)
+            latencies.append((time.perf_counter() - started) * 1000.0)
+    return {
+        "requests_per_s": 1000.0 / float(np.mean(latencies)),
+        "samples_per_s": 1000.0 / float(np.mean(latencies)),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+    }
+
+
+class NoRaw:
+    """The no-work model's 'raw' speed is not a meaningful ceiling; its cells carry none."""
+
+    def measure(self, batch_size: int, *, duration_s: float = 1.0) -> Any:
+        from tritonkit.bench.raw import RawMeasurement
+
+        return RawMeasurement(batch_size, 0.0, 0.0)
+
+
+def server_client(server: EmbeddedServer) -> Any:
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferenceServerClient(server.grpc_url)
+
+
+def wait_unloaded(server: EmbeddedServer, name: str, timeout_s: float = 120) -> None:
+    # Stub processes hold GPU memory (and MPS clients) until the unload has finished.
+    client = server_client(server)
+    deadline = time.monotonic() + timeout_s
+    while client.is_model_ready(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while any(True for _ in stub_pids()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def cell_dict(plan: Plan, cell: Cell) -> dict[str, Any]:
+    data = dataclasses.asdict(cell)
+    data.update(
+        key=plan.key,
+        model=plan.model,
+        server=plan.server,
+        frames_per_request=plan.frames,
+        shared_memory=plan.shared_memory,
+        served_over_raw=cell.efficiency if cell.raw_samples_per_s else None,
+    )
+    return data
+
+
+def summary_line(key: str, cell: dict[str, Any]) -> str:
+    text = (
+        f"{key:28s} {cell['samples_per_s']:9.0f} img/s {cell['requests_per_s']:8.0f} req/s "
+        f"p50 {cell['p50_ms']:7.2f} ms p99 {cell['p99_ms']:8.2f} ms"
+    )
+    if cell.get("average_batch"):
+        text += f" batch {cell['average_batch']:5.1f}"
+    if cell.get("served_over_raw"):
+        text += f" served/raw {cell['served_over_raw']:.2f}"
+    if cell.get("infer_us_per_request"):
+        text += (
+            f" | server us/req: queue {cell['queue_us_per_request']:.0f} in {cell['input_us_per_request']:.0f}"
+            f" infer {cell['infer_us_per_request']:.0f} out {cell['output_us_per_request']:.0f}"
+        )
+    text += f" | client cpu {cell.get('client_cpu_us_per_request', 0):.0f} us/req"
+    if cell.get("failures"):
+        text += f" failures {cell['failures']}"
+    return text
+
+
+def goals(cells: dict[str, dict[str, Any]], raw_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ratios issue 7 asks for, each from cells of this run."""
+
+    def get(key: str, field: str = "samples_per_s") -> float | None:
+        cell = cells.get(key)
+        return None if cell is None else cell.get(field)
+
+    def best(keys: list[str]) -> tuple[float | None, str]:
+        found = [(get(k), k) for k in keys if get(k)]
+        return max(found) if found else (None, "")
+
+    raw_bs1 = next(r for r in raw_rows if r["batch"] == 1)
+    best_raw_bs1_ms = min(raw_bs1["module_ms"], raw_bs1["graph_ms"])
+    # At saturation the server forms batches; raw at that batch size is the ceiling. (Several bs-1 instances under
+    # MPS can beat raw bs 1, which says nothing about serving overhead.)
+    served = [
+        k
+        for k, c in cells.items()
+        if c["model"] == MODEL and c["server"] == "tritonkit" and "b" in c["config"] and c.get("served_over_raw")
+    ]
+    p1_key = max(served, key=lambda k: cells[k].get("served_over_raw") or 0, default="")
+    p1_cell = cells.get(p1_key, {})
+    same_load = [
+        k
+        for k, c in cells.items()
+        if c["model"] == NO_WORK
+        and (c["frames_per_request"], c["shared_memory"], c["concurrency"])
+        == (p1_cell.get("frames_per_request"), p1_cell.get("shared_memory"), p1_cell.get("concurrency"))
+    ]
+    ceilings = {
+        "b1_single_shm_c64": "nowork_b1_single_shm_c64",
+        "b2_single_shm_c128": "nowork_b2_single_shm_c128",
+        "b4_single_shm_c256": "nowork_b4_single_shm_c256",
+        "b4reg_single_shm_c256": "nowork_b4_single_shm_c256",
+        "b4mps_single_shm_c256": "nowork_b4_single_shm_c256",
+    }
+    p1b_pairs = [(ratio(get(a), get(b)), a, b) for a, b in ceilings.items() if get(a) and get(b)]
+    p1b = max(p1b_pairs, default=(None, "", ""))
+    i4, i4_key = best(["i4_c64", "i4mps_c64"])
+    batched, batched_key = best(["b1_single_shm_c64", "b4_single_shm_c64", "b4mps_single_shm_c64"])
+    p2_ms = min(filter(None, [get("i1_c1", "p50_ms"), get("i1_c1_sync", "p50_ms")]), default=float("nan"))
+    pairs = [("b2_single_c128", "pytriton_single_c128"), ("b2_multi16_c16", "pytriton_multi16_c16")]
+    pair_ratios = [(ratio(get(a), get(b)), a, b) for a, b in pairs if get(a) and get(b)]
+    p4 = min(pair_ratios, default=(None, "", ""))
+    rows = [
+        ("P1", "served/raw img/s at saturation", p1_cell.get("served_over_raw"), 0.85, p1_key),
+        (
+            "P1b",
+            "single-frame served / no-work ceiling",
+            p1b[0],
+            0.85,
+            "; ".join(f"{a}/{b} {r:.2f}" for r, a, b in p1b_pairs),
+        ),
+        (
+            "P2",
+            "batch-1 p50 - best raw bs1 (ms, <=)",
+            p2_ms - best_raw_bs1_ms,
+            1.0,
+            f"best of i1_c1, i1_c1_sync p50 {p2_ms:.3f} ms vs raw bs1 {best_raw_bs1_ms:.3f} ms",
+        ),
+        ("P3", "4 instances / 1 instance, no batching, c=64", ratio(i4, get("i1_c64")), 3.0, f"{i4_key} vs i1_c64"),
+        (
+            "P3b",
+            "dynamic batching / 1 instance, c=64",
+            ratio(batched, get("i1_c64")),
+            8.0,
+            f"{batched_key} vs i1_c64",
+        ),
+        (
+            "P4",
+            "tritonkit / PyTriton, same load (lowest pair)",
+            p4[0],
+            1.3,
+            "; ".join(f"{a}/{b} {r:.2f}" for r, a, b in pair_ratios),
+        ),
+        (
+            "P6",
+            "no-work capacity / served, same load",
+            ratio(get(same_load[0]) if same_load else None, p1_cell.get("samples_per_s")),
+            3.0,
+            f"{same_load[0] if same_load else 'no matching no-work cell'} vs {p1_key}",
+        ),
+    ]
+    return [
+        {
+            "goal": goal,
+            "what": what,
+            "value": value,
+            "target": target,
+            "met": None if value is None or value != value else (value <= target if goal == "P2" else value >= target),
+            "cells": cells_used,
+        }
+        for goal, what, value, target, cells_used in rows
+    ]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-serving-results")))
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--queue-delay-us", type=int, default=0)
+    parser.add_argument("--client-processes", type=int, default=8)
+    parser.add_argument("--warmup-s", type=float, default=1.5)
+    parser.add_argument("--window-s", type=float, default=4.0)
+    parser.add_argument("--mps-dir", type=Path, default=None, help="MPS pipe/log folder (default: a temp folder).")
+    parser.add_argument("--only", default="", help="Comma-separated plan keys to run (default: all).")
+    parser.add_argument("--quick", action="store_true", help="1 s warm-up, 2 s windows.")
+    args = parser.parse_args()
+    if not gpu_names():
+        print("gpu_serving.py needs an NVIDIA GPU (nvidia-smi found none)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = BenchSettings(
+        warmup_s=1.0 if args.quick else args.warmup_s,
+        window_s=2.0 if args.quick else args.window_s,
+        client_processes=args.client_processes,
+    )
+    selected = plans(args.max_batch, args.queue_delay_us)
+    if args.only:
+        wanted = set(args.only.split(","))
+        selected = [p for p in selected if p.key in wanted]
+    work = Path(tempfile.mkdtemp(prefix="tritonkit-gpu-serving-"))
+    mps_root = args.mps_dir or work / "mps"
+    repository = work / "repository"
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "gpus": gpu_names(),
+        "settings": dataclasses.asdict(settings),
+    }
+    try:
+        import torch
+
+        results["torch"] = torch.__version__
+        export_models(repository, args.max_batch)
+        model_file = repository / MODEL / "1" / "model.pt"
+        raw = CudaRawModel(model_file, datatype="UINT8", sample_shape=(224, 224, 3))
+        results["raw"] = raw_table(raw)
+        results["raw_concurrent_bs1"] = {n: raw.concurrent_graphs(1, n) for n in (1, 2, 4)}
+        log(f"raw bs1 graphs on 1/2/4 streams side by side: {results['raw_concurrent_bs1']} img/s")
+
+        def save(cells: dict[str, dict[str, Any]]) -> None:
+            # Written after every cell: a run stopped at the device's time limit still leaves its numbers.
+            (args.out / "gpu_serving.json").write_text(json.dumps({**results, "cells": cells}, indent=2, default=str))
+
+        cells, results["mps"] = served_cells(repository, selected, settings, raw, mps_root, args.out, save)
+        base = ModelConfig.load(repository / MODEL / "config.pbtxt")
+        for plan in (p for p in selected if p.server == "pytriton"):
+            try:
+                with pytriton_server(model_file, "resnet50_pytriton", plan.config, args.out / "pytriton.log") as url:
+                    cell = client_only_cell(plan, url, base, "resnet50_pytriton", settings)
+            except Exception as error:  # the peer failing must not lose the rest of the run
+                log(f"PyTriton {plan.key} failed: {error}")
+                continue
+            cell.update(
+                key=plan.key,
+                model=MODEL,
+                server="pytriton",
+                config=plan.config.key,
+                frames_per_request=plan.frames,
+                shared_memory=plan.shared_memory,
+                concurrency=plan.concurrency,
+            )
+            cells[plan.key] = cell
+            log(summary_line(plan.key, cell))
+            save(cells)
+        results["cells"] = cells
+        results["goals"] = goals(cells, results["raw"])
+    finally:
+        (args.out / "gpu_serving.json").write_text(json.dumps(results, indent=2, default=str))
+        shutil.rmtree(work, ignore_errors=True)
+    print_report(results)
+    return 0
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print(f"\n{results['gpus']} torch {results.get('torch')} {results['date']}")
+    print("\nraw (CUDA events): batch | module ms | graph ms | best img/s")
+    for row in results.get("raw", []):
+        print(f"  {row['batch']:3d} | {row['module_ms']:.3f} | {row['graph_ms']:.3f} | {row['best_img_per_s']:.0f}")
+    if results.get("raw_concurrent_bs1"):
+        print(f"raw bs1 graphs side by side on 1/2/4 streams, img/s: {results['raw_concurrent_bs1']}")
+    print("\nserved: setup | img/s | p50 ms | p99 ms | avg batch | served/raw")
+    for key, cell in results.get("cells", {}).items():
+        batch = cell.get("average_batch")
+        efficiency = cell.get("served_over_raw")
+        print(
+            f"  {key:28s} | {cell['samples_per_s']:8.0f} | {cell['p50_ms']:7.2f} | {cell['p99_ms']:8.2f} | "
+            f"{batch if batch is None else round(batch, 1)} | {'' if efficiency is None else round(efficiency, 3)}"
+        )
+    print("\ngoals:")
+    for goal in results.get("goals", []):
+        value = goal["value"]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        verdict = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[goal["met"]]
+        print(
+            f"  {goal['goal']:4s} {goal['what']:45s} {shown:>8s} (target {goal['target']}) {verdict}  [{goal['cells']}]"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The raw model on a GPU, timed with CUDA events: the ceiling served throughput is judged against.
+
+Inputs already sit on the GPU and nothing synchronises between calls, so this is the model's own speed on the card,
+with no host copies. Two ways of calling it are timed: the TorchScript module as it is, and the same module replayed
+as a CUDA graph captured at that batch size (what tritonkit's backend serves). ``measure`` reports the faster one,
+so a served/raw ratio is never flattered by a slow raw path.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonkit.bench.raw import RawMeasurement
+from tritonkit.repository.dtypes import to_numpy_dtype
+
+__all__ = ["CudaRawModel", "CudaTiming"]
+
+
+@dataclass(frozen=True)
+class CudaTiming:
+    """One way of calling the model at one batch size: the median call time over repeated blocks of calls."""
+
+    mode: str  # "module" or "graph"
+    batch_size: int
+    median_call_ms: float
+    spread_ms: float  # max - min of the blocks' per-call times
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch_size * 1000.0 / self.median_call_ms
+
+
+class CudaRawModel:
+    """A TorchScript file on ``cuda:<device_index>``; timings are cached per (mode, batch size)."""
+
+    def __init__(self, model_file: Path, *, datatype: str, sample_shape: tuple[int, ...], device_index: int = 0):
+        import torch
+
+        self._torch = torch
+        self.device = torch.device("cuda", device_index)
+        torch.cuda.set_device(self.device)
+        torch.backends.cudnn.benchmark = True
+        self.dtype = to_numpy_dtype(datatype)
+        self.sample_shape = sample_shape
+        self.module = torch.jit.load(str(model_file), map_location=self.device).eval()
+        self.stream = torch.cuda.Stream(self.device)
+        self._timings: dict[tuple[str, int], CudaTiming] = {}
+
+    def _inputs(self, batch_size: int, seed: int) -> Any:
+        rng = np.random.default_rng(seed)
+        shape = (batch_size, *self.sample_shape)
+        if np.issubdtype(self.dtype, np.integer):
+            array = rng.integers(0, 256, size=shape).astype(self.dtype)
+        else:
+            array = rng.standard_normal(shape).astype(self.dtype)
+        return self._torch.from_numpy(array).to(self.device)
+
+    def _callable(self, mode: str, batch_size: int) -> Any:
+        torch = self._torch
+        batch = self._inputs(batch_size, batch_size)
+        with torch.cuda.stream(self.stream), torch.inference_mode():
+            for _ in range(3):
+                self.module(batch)
+        self.stream.synchronize()
+        if mode == "module":
+
+            def call() -> None:
+                with torch.inference_mode():
+                    self.module(batch)
+
+            return call
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream):
+            self.module(batch)
+        return graph.replay
+
+    def time(self, mode: str, batch_size: int, *, blocks: int = 15, min_block_ms: float = 40.0) -> CudaTiming:
+        """Median per-call time over ``blocks`` blocks of back-to-back calls, each block at least ``min_block_ms``."""
+        key = (mode, batch_size)
+        if key in self._timings:
+            return self._timings[key]
+        torch = self._torch
+        call = self._callable(mode, batch_size)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def block(calls: int) -> float:
+            with torch.cuda.stream(self.stream):
+                start.record(self.stream)
+                for _ in range(calls):
+                    call()
+                end.record(self.stream)
+            end.synchronize()
+            return start.elapsed_time(end) / calls
+
+        per_call = block(5)
+        calls = max(5, int(min_block_ms / max(per_call, 1e-3)))
+        samples = [block(calls) for _ in range(blocks)]
+        timing = CudaTiming(mode, batch_size, statistics.median(samples), max(samples) - min(samples))
+        self._timings[key] = timing
+        return timing
+
+    def concurrent_graphs(self, batch_size: int, streams: int, *, calls: int = 200) -> float:
+        """Samples/s of ``streams`` copies of the batch's graph replayed side by side on their own streams.
+
+        What several instances without batching could get from the card at best, were they all in one context (as
+        MPS makes them): the ceiling for "N instances vs 1".
+        """
+        torch = self._torch
+        lanes = [torch.cuda.Stream(self.device) for _ in range(streams)]
+        graphs = []
+        for index, lane in enumerate(lanes):
+            batch = self._inputs(batch_size, 100 + index)
+            with torch.cuda.stream(lane), torch.inference_mode():
+                for _ in range(3):
+                    self.module(batch)
+            lane.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph, stream=lane):
+                self.module(batch)
+            graphs.append(graph)
+        torch.cuda.synchronize(self.device)
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(calls):
+                for lane, graph in zip(lanes, graphs):
+                    with torch.cuda.stream(lane):
+                        graph.replay()
+            torch.cuda.synchronize(self.device)
+            samples.append(calls * streams * batch_size / (time.perf_counter() - started))
+        return statistics.median(samples)
+
+    def best(self, batch_size: int) -> CudaTiming:
+        return min((self.time(mode, batch_size) for mode in ("module", "graph")), key=lambda t: t.median_call_ms)
+
+    def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement:
+        """The :class:`RawModel` interface: the faster of the module and its graph at ``batch_size``."""
+        del duration_s  # the event timing sizes its own blocks
+        best = self.best(batch_size)
+        return RawMeasurement(batch_size, best.samples_per_s, best.median_call_ms)
