@@ -68,39 +68,35 @@ class Plan:
     parameters: tuple[tuple[str, str], ...] = ()  # config.pbtxt parameters on top of the export's
 
 
-REGISTER = (("TRITONKIT_REGISTER_SHARED_MEMORY", "true"),)
-
 
 def plans(max_batch: int, delay_us: int) -> list[Plan]:
     """The cells, non-MPS first (the MPS daemon starts once, before the first MPS cell)."""
     one, four = BenchConfig(1), BenchConfig(4)
-    b1, b2, b3, b4 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 3, 4))
+    b1, b2, b4, b6, b8 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 4, 6, 8))
     four_mps, b4_mps = BenchConfig(4, mps=True), BenchConfig(4, max_batch, delay_us, mps=True)
     return [
         # The no-work model under the loads the classifier gets: the serving path's own ceiling.
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
         Plan("nowork_b1_single_shm_c64", NO_WORK, b1, 1, 64, shared_memory=True),
         Plan("nowork_b4_single_shm_c256", NO_WORK, b4, 1, 256, shared_memory=True),
-        Plan("nowork_b4_multi64_shm_c8", NO_WORK, b4, 64, 8, shared_memory=True),
+        Plan("nowork_b4_multi64_shm_c16", NO_WORK, b4, 64, 16, shared_memory=True),
         Plan("i1_c1", MODEL, one, 1, 1, shared_memory=True),
         Plan("i1_c64", MODEL, one, 1, 64, shared_memory=True),
         Plan("i4_c64", MODEL, four, 1, 64, shared_memory=True),
         Plan("b1_single_shm_c64", MODEL, b1, 1, 64, shared_memory=True),
         Plan("b2_single_c128", MODEL, b2, 1, 128),
         Plan("b2_multi16_c16", MODEL, b2, 16, 16),
-        Plan("b2_multi64_shm_c8", MODEL, b2, 64, 8, shared_memory=True),
-        Plan("b2reg_multi64_shm_c8", MODEL, b2, 64, 8, shared_memory=True, parameters=REGISTER),
-        Plan("b3reg_multi64_shm_c8", MODEL, b3, 64, 8, shared_memory=True, parameters=REGISTER),
         Plan("b4_single_shm_c64", MODEL, b4, 1, 64, shared_memory=True),
         Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
-        Plan("b4_multi64_shm_c8", MODEL, b4, 64, 8, shared_memory=True),
-        Plan("b4reg_multi64_shm_c8", MODEL, b4, 64, 8, shared_memory=True, parameters=REGISTER),
-        Plan("b4reg_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True, parameters=REGISTER),
+        Plan("b4_multi64_shm_c16", MODEL, b4, 64, 16, shared_memory=True),
+        Plan("b6_multi64_shm_c16", MODEL, b6, 64, 16, shared_memory=True),
+        Plan("b8_multi64_shm_c16", MODEL, b8, 64, 16, shared_memory=True),
         # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
         Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
         Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
         Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True),
         Plan("b4mps_single_shm_c64", MODEL, b4_mps, 1, 64, shared_memory=True),
+        Plan("b4mps_multi64_shm_c16", MODEL, b4_mps, 64, 16, shared_memory=True),
     ]
 
 
@@ -437,10 +433,7 @@ def goals(cells: dict[str, dict[str, Any]], raw_rows: list[dict[str, Any]]) -> l
     ]
     ceilings = {
         "b1_single_shm_c64": "nowork_b1_single_shm_c64",
-        "b2_single_shm_c128": "nowork_b2_single_shm_c128",
         "b4_single_shm_c256": "nowork_b4_single_shm_c256",
-        "b4reg_single_shm_c256": "nowork_b4_single_shm_c256",
-        "b4mps_single_shm_c256": "nowork_b4_single_shm_c256",
     }
     p1b_pairs = [(ratio(get(a), get(b)), a, b) for a, b in ceilings.items() if get(a) and get(b)]
     p1b = max(p1b_pairs, default=(None, "", ""))

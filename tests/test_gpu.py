@@ -66,6 +66,7 @@ def test_kind_gpu_torchscript_serves_on_the_gpu_and_batches(gpu_repository):
         statistics = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("r18", as_json=True)
         sizes = [int(entry["batch_size"]) for entry in statistics["model_stats"][0]["batch_stats"]]
         assert max(sizes) > 1, sizes
+        assert "serving without CUDA graphs" not in server.log_text()
 
         uint8_frames = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
         half = infer(server.grpc_url, "r18_fp16_uint8", uint8_frames, "UINT8")
@@ -84,3 +85,76 @@ def test_onnx_kind_gpu_without_cuda_provider_is_a_clear_error(tmp_path):
     with pytest.raises(ServerUnavailable) as caught:
         EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0).start()
     assert "no CUDAExecutionProvider" in str(caught.value) and "tiny_gpu" in str(caught.value)
+
+
+def _traced(module: torch.nn.Module, shape: tuple[int, ...]) -> torch.jit.ScriptModule:
+    with torch.no_grad():
+        return torch.jit.freeze(torch.jit.trace(module.eval().cuda(), torch.randn(2, *shape, device="cuda")))
+
+
+def _runner(module, buckets):
+    from tritonkit.server.backends.gpu_runner import GpuBatchRunner
+
+    return GpuBatchRunner(
+        module,
+        torch.device("cuda", 0),
+        model_name="probe",
+        input_shapes=[(3, 16, 16)],
+        input_dtypes=[np.dtype(np.float32)],
+        max_batch=buckets[-1],
+        buckets=buckets,
+        use_graphs=True,
+        grad_mode=torch.inference_mode,
+        split_outputs=lambda result: [result] if isinstance(result, torch.Tensor) else list(result),
+    )
+
+
+def test_cuda_graph_runner_matches_the_module_at_every_batch_and_split():
+    from tritonkit.export.zoo import tiny_cnn
+
+    module = _traced(tiny_cnn(), (3, 16, 16))
+    runner = _runner(module, [1, 2, 4, 8])
+    assert runner.uses_graphs, runner.graph_failure
+    rng = np.random.default_rng(3)
+    # Row counts that hit a bucket exactly, need padding, and arrive split over several requests.
+    for sizes in ([1], [3], [8], [2, 3], [1, 1, 1, 1, 1]):
+        parts = [rng.standard_normal((n, 3, 16, 16)).astype(np.float32) for n in sizes]
+        (served,) = runner.run([parts])
+        with torch.inference_mode():
+            expected = module(torch.from_numpy(np.concatenate(parts)).cuda()).cpu().numpy()
+        assert served.shape == expected.shape
+        np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
+
+
+class _HostSync(torch.nn.Module):
+    """Reads a value back to the host mid-forward, which no CUDA graph can capture."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = float(x.abs().max().item()) + 1.0
+        return x.flatten(1)[:, :4] / scale
+
+
+def test_a_model_that_cannot_be_captured_runs_without_graphs_and_says_why(capfd):
+    module = torch.jit.script(_HostSync().cuda())
+    runner = _runner(module, [1, 4])
+    assert not runner.uses_graphs
+    assert "serving without CUDA graphs" in capfd.readouterr().err
+    frames = np.random.default_rng(4).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    (served,) = runner.run([[frames]])
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(frames).cuda()).cpu().numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_raw_model_times_the_module_and_its_graph(tmp_path):
+    from tritonkit.bench.raw_cuda import CudaRawModel
+
+    result = export_model(
+        "tritonkit.export.zoo:tiny_cnn",
+        ExportOptions(format="torchscript", name="tiny", repository=tmp_path, input_shape=(3, 32, 32), kind="gpu"),
+    )
+    raw = CudaRawModel(result.artifact, datatype="FP32", sample_shape=(3, 32, 32))
+    module, graph = raw.time("module", 4), raw.time("graph", 4)
+    assert module.median_call_ms > 0 and graph.median_call_ms > 0
+    assert raw.measure(4).samples_per_s == pytest.approx(max(module.samples_per_s, graph.samples_per_s))
+    assert raw.concurrent_graphs(1, 2, calls=20) > 0

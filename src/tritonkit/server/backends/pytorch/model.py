@@ -7,9 +7,7 @@ parameters it honours ``INTRA_OP_THREAD_COUNT``, ``INFERENCE_MODE`` and ``ENABLE
 A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes runs through
 :class:`~tritonkit.server.backends.gpu_runner.GpuBatchRunner`: pinned staging, its own CUDA stream and, unless
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
-by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size); ``TRITONKIT_REGISTER_SHARED_MEMORY`` "true"
-page-locks the stub's shared memory so inputs reach the GPU without a host copy. The native backend ignores
-these keys.
+by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size). The native backend ignores these keys.
 """
 
 from __future__ import annotations
@@ -27,10 +25,6 @@ __all__ = ["TritonPythonModel"]
 
 def _is_false(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("false", "0", "no", "off")
-
-
-def _is_true(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("true", "1", "yes", "on")
 
 
 class TritonPythonModel(BatchingBackendModel):
@@ -85,7 +79,6 @@ class TritonPythonModel(BatchingBackendModel):
                 max_batch=self.max_batch_size,
                 buckets=buckets,
                 use_graphs=use_graphs,
-                register_shared_memory=_is_true(parameters.get("TRITONKIT_REGISTER_SHARED_MEMORY")),
                 grad_mode=grad_mode,
                 split_outputs=split_outputs,
             )
