@@ -66,6 +66,7 @@ class Plan:
     shared_memory: bool = False
     server: str = "tritonkit"  # or "pytriton"
     parameters: tuple[tuple[str, str], ...] = ()  # config.pbtxt parameters on top of the export's
+    gpus: tuple[int, ...] = (0,)  # one instance group per GPU, each with the configuration's instance count
 
 
 def plans(max_batch: int, delay_us: int) -> list[Plan]:
@@ -261,13 +262,13 @@ def served_cells(
         env={**mps_environment(mps_root), "TRITONKIT_PROFILE_S": "3"},
         extra_args=backend_config,
     )
-    loaded: tuple[str, BenchConfig, tuple[tuple[str, str], ...]] | None = None
+    loaded: tuple[str, BenchConfig, tuple[tuple[str, str], ...], tuple[int, ...]] | None = None
     with contextlib.ExitStack() as daemon, server:
         for plan in (p for p in selected if p.server == "tritonkit"):
             if plan.config.mps and not mps_report:
                 daemon.enter_context(mps_daemon(mps_root))
                 mps_report["daemon"] = "started"
-            if loaded != (plan.model, plan.config, plan.parameters):
+            if loaded != (plan.model, plan.config, plan.parameters, plan.gpus):
                 if loaded is not None:
                     server_client(server).unload_model(loaded[0])
                     wait_unloaded(server, loaded[0])
@@ -276,7 +277,7 @@ def served_cells(
                 load_configuration(server.grpc_url, plan.model, config, plan.config, 600)
                 elapsed = time.monotonic() - started
                 log(f"loaded {plan.model} as {plan.config.key} {dict(plan.parameters)} in {elapsed:.1f} s")
-                loaded = (plan.model, plan.config, plan.parameters)
+                loaded = (plan.model, plan.config, plan.parameters, plan.gpus)
                 if plan.config.mps:
                     time.sleep(1.0)
                     attached = set(mps_clients(mps_root))
@@ -320,7 +321,20 @@ def with_parameters(base: ModelConfig, plan: Plan) -> ModelConfig:
     proto.CopyFrom(base.proto)
     for key, value in plan.parameters:
         proto.parameters[key].string_value = value
+    del proto.instance_group[:]
+    for gpu in plan.gpus:
+        proto.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_GPU, gpus=[gpu], count=1)
     return ModelConfig(proto)
+
+
+def multi_gpu_plans(max_batch: int, delay_us: int, gpus: int) -> list[Plan]:
+    """P7: the same load per GPU, on GPU 0 alone and on one instance group per GPU."""
+    b4 = BenchConfig(4, max_batch, delay_us)
+    every = tuple(range(gpus))
+    return [
+        Plan("b4_multi64_shm_c16_gpu0", MODEL, b4, 64, 16, shared_memory=True),
+        Plan(f"b4_multi64_shm_c{16 * gpus}_{gpus}gpus", MODEL, b4, 64, 16 * gpus, shared_memory=True, gpus=every),
+    ]
 
 
 def sync_latency(url: str, name: str, requests: int = 2000) -> dict[str, Any]:
@@ -422,7 +436,8 @@ def goals(cells: dict[str, dict[str, Any]], raw_rows: list[dict[str, Any]]) -> l
         for k, c in cells.items()
         if c["model"] == MODEL and c["server"] == "tritonkit" and "b" in c["config"] and c.get("served_over_raw")
     ]
-    p1_key = max(served, key=lambda k: cells[k].get("served_over_raw") or 0, default="")
+    # Saturation: the configuration that served the most images per second, against raw at the batch it formed.
+    p1_key = max(served, key=lambda k: cells[k]["samples_per_s"], default="")
     p1_cell = cells.get(p1_key, {})
     same_load = sorted(
         (
@@ -499,6 +514,12 @@ def goals(cells: dict[str, dict[str, Any]], raw_rows: list[dict[str, Any]]) -> l
             f"{same_load[0] if same_load else 'no matching no-work cell'} vs {p1_key}",
         ),
     ]
+    one_gpu = next((k for k in cells if k.endswith("_gpu0")), "")
+    all_gpus = next((k for k in cells if k.endswith("gpus")), "")
+    if one_gpu and all_gpus:
+        rows.append(
+            ("P7", "one group per GPU / one GPU", ratio(get(all_gpus), get(one_gpu)), 1.9, f"{all_gpus} vs {one_gpu}")
+        )
     return [
         {
             "goal": goal,
@@ -525,6 +546,7 @@ def main() -> int:
     parser.add_argument("--warmup-s", type=float, default=1.5)
     parser.add_argument("--window-s", type=float, default=4.0)
     parser.add_argument("--mps-dir", type=Path, default=None, help="MPS pipe/log folder (default: a temp folder).")
+    parser.add_argument("--gpus", type=int, default=1, help="With 2 or more: only the multi-GPU comparison (P7).")
     parser.add_argument("--only", default="", help="Comma-separated plan keys to run (default: all).")
     parser.add_argument("--quick", action="store_true", help="1 s warm-up, 2 s windows.")
     args = parser.parse_args()
@@ -537,7 +559,11 @@ def main() -> int:
         window_s=2.0 if args.quick else args.window_s,
         client_processes=args.client_processes,
     )
-    selected = plans(args.max_batch, args.queue_delay_us)
+    selected = (
+        multi_gpu_plans(args.max_batch, args.queue_delay_us, args.gpus)
+        if args.gpus > 1
+        else plans(args.max_batch, args.queue_delay_us)
+    )
     if args.only:
         wanted = set(args.only.split(","))
         selected = [p for p in selected if p.key in wanted]
