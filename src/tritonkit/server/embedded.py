@@ -31,7 +31,8 @@ from tritonkit.errors import ServerUnavailable
 from tritonkit.server.backend_dir import lay_out_backend_dir
 from tritonkit.server.distribution import find_distribution
 from tritonkit.server.logs import relevant_lines
-from tritonkit.server.watchdog import StubWatchdog
+from tritonkit.server.shm_regions import region_names, remove_orphaned_regions
+from tritonkit.server.watchdog import StubWatchdog, process_group_members
 
 __all__ = ["API_KEY_HEADER", "RESTRICTED_APIS", "EmbeddedServer", "api_key_headers", "free_port"]
 
@@ -104,6 +105,7 @@ class EmbeddedServer:
         self.env = dict(env or {})
         self.api_key = api_key
         self._process: subprocess.Popen[bytes] | None = None
+        self._regions_before: set[str] = set()
         self._workdir: Path | None = None
         self._log_text = ""
         # Reliability hook (see tritonkit.server.watchdog): reload a model whose python-backend stub died.
@@ -188,6 +190,7 @@ class EmbeddedServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonkit-server-"))
         backend_dir = lay_out_backend_dir(self._workdir / "backends", distribution)
         with open(self._workdir / "server.log", "wb") as log:
+            self._regions_before = region_names()
             self._process = subprocess.Popen(
                 self.command(backend_dir),
                 stdout=log,
@@ -276,6 +279,11 @@ class EmbeddedServer:
             # Stub processes share the server's session and process group; none may outlive it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+            # A server that did not shut down cleanly leaves its stubs' /dev/shm files behind (1 MiB or more each).
+            deadline = time.monotonic() + 5
+            while process_group_members(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            remove_orphaned_regions(self._regions_before)
         if self._workdir is not None:
             self._log_text = self.log_text()
             shutil.rmtree(self._workdir, ignore_errors=True)
