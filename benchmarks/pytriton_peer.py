@@ -7,15 +7,29 @@ against it.
 
     python benchmarks/pytriton_peer.py --model-file model.pt --name resnet50_pytriton --grpc-port 8101 ...
 
-It serves until SIGINT/SIGTERM.
+It serves until SIGINT/SIGTERM. ``pytriton_server()`` starts it from another process and waits until it is ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from tritonkit.bench.configs import BenchConfig
+from tritonkit.bench.loadgen import LoadSpec, run_load
+from tritonkit.bench.runner import BenchSettings, output_byte_size
+from tritonkit.repository import ModelConfig
+from tritonkit.server.embedded import free_port
 
 
 def main() -> None:
@@ -74,6 +88,79 @@ def main() -> None:
             strict=False,
         )
         triton.serve()
+
+
+@contextlib.contextmanager
+def pytriton_server(model_file: Path, name: str, config: BenchConfig, log_path: Path) -> Iterator[str]:
+    """PyTriton on free ports, ready to serve; stopped (its whole process group) on exit."""
+    import tritonclient.grpc as grpcclient
+
+    ports = [free_port("127.0.0.1") for _ in range(3)]
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("pytriton_peer.py")),
+        f"--model-file={model_file}",
+        f"--name={name}",
+        f"--max-batch={config.max_batch}",
+        f"--queue-delay-us={config.queue_delay_us}",
+        f"--instances={config.instances}",
+        f"--grpc-port={ports[0]}",
+        f"--http-port={ports[1]}",
+        f"--metrics-port={ports[2]}",
+    ]
+    with log_path.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"127.0.0.1:{ports[0]}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"PyTriton exited with {process.returncode}; see {log_path}")
+            with contextlib.suppress(Exception):
+                if grpcclient.InferenceServerClient(url).is_model_ready(name):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PyTriton was not ready within 240 s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def client_only_cell(
+    url: str, name: str, base: ModelConfig, frames: int, concurrency: int, shared_memory: bool, settings: BenchSettings
+) -> dict[str, Any]:
+    """A cell against a server whose statistics are not read (PyTriton's): what the client saw."""
+    tensor = base.proto.input[0]
+    spec = LoadSpec(
+        url=url,
+        model=name,
+        input_name=tensor.name,
+        datatype="UINT8",
+        shape=(frames, *tensor.dims),
+        output_names=tuple(output.name for output in base.proto.output),
+        concurrency=concurrency,
+        warmup_s=settings.warmup_s,
+        window_s=settings.window_s,
+        shared_memory=shared_memory,
+        output_byte_sizes=tuple(output_byte_size(output, frames) for output in base.proto.output),
+    )
+    result = run_load(spec, settings.processes_for(concurrency))
+    return {
+        "requests_per_s": result.completed / spec.window_s,
+        "samples_per_s": result.completed * frames / spec.window_s,
+        "p50_ms": result.percentile_ms(50),
+        "p99_ms": result.percentile_ms(99),
+        "failures": dict(result.failures),
+        "client_cpu_us_per_request": result.client_cpu_s * 1e6 / max(result.completed, 1),
+    }
 
 
 if __name__ == "__main__":

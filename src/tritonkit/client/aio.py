@@ -10,7 +10,6 @@ An AsyncClient belongs to the event loop that first used it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -161,8 +160,7 @@ class AsyncClient(ClientBase):
         created, retired = slot.fit(sizes)
         for region in retired:
             try:
-                with contextlib.suppress(Exception):
-                    await client.unregister_system_shared_memory(region.name)
+                await _unregister(client, region.name)
             finally:
                 self._shm.destroy(region)
         for index, region in enumerate(created):
@@ -261,8 +259,7 @@ class AsyncClient(ClientBase):
                     if self._connection is not None:
                         for region in regions:
                             if region.registered:
-                                with contextlib.suppress(Exception):
-                                    await self._connection.unregister_system_shared_memory(region.name)
+                                await _unregister(self._connection, region.name)
                 finally:
                     for region in regions:
                         self._shm.destroy(region)
@@ -279,3 +276,14 @@ class AsyncClient(ClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.close()
+
+
+async def _unregister(connection: Any, name: str) -> None:
+    """Unregister a region, trying twice: a busy server can miss the first call; a stopped one forgot it anyway."""
+    for attempt in range(2):
+        try:
+            await connection.unregister_system_shared_memory(name)
+            return
+        except Exception:
+            if attempt == 0:
+                await asyncio.sleep(0.2)
