@@ -96,6 +96,21 @@ def test_no_config_under_the_budget_is_reported(bench_repository, tmp_path):
     assert "no configuration kept p99 within 0.001 ms" in output
 
 
+def test_shared_memory_bench_sends_through_dev_shm_and_cleans_up(bench_repository, tmp_path):
+    before = sorted(Path("/dev/shm").glob("tritonkit-load-*"))
+    code, output = run(
+        "bench", "tiny", "-r", str(bench_repository), "--configs", "i1b8d500", "--concurrency", "4",
+        "--frames-per-request", "2", "--shared-memory", "--warmup-s", "0.3", "--window-s", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["settings"]["shared_memory"] is True and results["settings"]["frames_per_request"] == 2
+    (cell,) = results["cells"]
+    assert cell["requests_per_s"] > 0 and cell["samples_per_s"] == pytest.approx(2 * cell["requests_per_s"])
+    assert not cell["failures"] and cell["server_failures"] == 0
+    assert sorted(Path("/dev/shm").glob("tritonkit-load-*")) == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

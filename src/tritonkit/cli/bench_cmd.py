@@ -43,6 +43,9 @@ def bench(
     protocol: Literal["grpc", "http"] = typer.Option("grpc", help="Client protocol."),
     client_processes: int = typer.Option(0, min=0, help="Client processes (0: chosen from cores and concurrency)."),
     frames_per_request: int = typer.Option(1, min=1, help="Frames in each request."),
+    shared_memory: bool = typer.Option(
+        False, "--shared-memory", help="Send tensors through system shared memory (client on the server's host)."
+    ),
     mps: Literal["auto", "on", "off"] = typer.Option("auto", help="Add MPS configurations (auto: where possible)."),
     out: Path | None = typer.Option(None, help="Folder for results.json, results.csv and the plot."),
     p99_ms: float | None = typer.Option(None, "--p99-ms", help="Latency budget: name the best config under it."),
@@ -72,6 +75,7 @@ def bench(
             protocol=protocol,
             client_processes=client_processes or None,
             frames_per_request=frames_per_request,
+            shared_memory=shared_memory,
         )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_and_report(
