@@ -46,6 +46,7 @@ from tritonkit.bench.raw_cuda import CudaRawModel
 from tritonkit.bench.runner import BenchSettings, Cell, load_configuration, measure_cell
 from tritonkit.repository import ModelConfig
 from tritonkit.server import EmbeddedServer
+from tritonkit.server.watchdog import stub_processes
 
 RAW_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -150,14 +151,9 @@ def mps_clients(mps_root: Path) -> list[int]:
     return sorted({int(m) for m in re.findall(r"NEW CLIENT (\d+)", control.read_text(errors="replace"))})
 
 
-def stub_pids() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if b"triton_python_backend_stub" in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-    return sorted(found)
+def stub_pids(server: EmbeddedServer) -> list[int]:
+    """The server's live python-backend stub processes."""
+    return sorted(stub_processes(server.pid or 0, server.repository).values())
 
 
 def served_cells(
@@ -206,7 +202,7 @@ def served_cells(
                 if plan.config.mps:
                     time.sleep(1.0)
                     attached = set(mps_clients(mps_root))
-                    stubs = stub_pids()
+                    stubs = stub_pids(server)
                     mps_report[plan.config.key] = {
                         "stubs": stubs,
                         "attached": sorted(attached & set(stubs)),
@@ -304,7 +300,7 @@ def wait_unloaded(server: EmbeddedServer, name: str, timeout_s: float = 120) -> 
     deadline = time.monotonic() + timeout_s
     while client.is_model_ready(name) and time.monotonic() < deadline:
         time.sleep(0.2)
-    while any(True for _ in stub_pids()) and time.monotonic() < deadline:
+    while stub_pids(server) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 from conftest import export_tiny
 from tritonkit.server import EmbeddedServer
 from tritonkit.server.shm_regions import SHM_DIR, orphaned_regions, region_names, remove_orphaned_regions
+from tritonkit.server.watchdog import process_group_members
 
 REGION = "triton_python_backend_shm_region_{}"
 
@@ -32,13 +33,12 @@ def test_only_new_unmapped_region_files_are_removed(tmp_path):
 
 
 def _stub_regions(server: EmbeddedServer) -> set[str]:
+    assert server.pid is not None
     names = set()
-    for entry in Path("/proc").iterdir():
+    for pid in process_group_members(server.pid):
         try:
-            if not entry.name.isdigit() or os.getpgid(int(entry.name)) != server.pid:
-                continue
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ProcessLookupError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             continue
         names.update(a.decode() for a in argv if b"_shm_region_" in a)
     return names

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tritonclient.utils.shared_memory as shm
 
+from tritonkit.bench.raw import random_samples
 from tritonkit.client.errors import classify
 from tritonkit.client.shm import Region
 from tritonkit.repository.dtypes import to_numpy_dtype
@@ -70,21 +71,13 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
-def _payload(spec: LoadSpec) -> np.ndarray:
-    dtype = to_numpy_dtype(spec.datatype)
-    rng = np.random.default_rng(0)
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, 256, size=spec.shape).astype(dtype)
-    return rng.standard_normal(spec.shape).astype(dtype)
-
-
 async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResult:
     if spec.protocol == "grpc":
         import tritonclient.grpc.aio as transport
     else:
         import tritonclient.http.aio as transport  # type: ignore[no-redef]
     client: Any = transport.InferenceServerClient(spec.url)
-    payload = _payload(spec)
+    payload = random_samples(to_numpy_dtype(spec.datatype), spec.shape, seed=0)
     timeout = {"client_timeout": spec.timeout_s} if spec.protocol == "grpc" else {"timeout": int(spec.timeout_s)}
     measure_from = start_at + spec.warmup_s
     measure_until = measure_from + spec.window_s

@@ -16,7 +16,15 @@ import numpy as np
 
 from tritonkit.repository.dtypes import to_numpy_dtype
 
-__all__ = ["RawMeasurement", "RawModel"]
+__all__ = ["RawMeasurement", "RawModel", "random_samples"]
+
+
+def random_samples(dtype: np.dtype, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Reproducible data of ``dtype``: bytes 0-255 for integer types (pixels), standard normal otherwise."""
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 256, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -87,12 +95,7 @@ class RawModel:
         if self._cuda is not None:
             self._cache[batch_size] = self._cuda.measure(batch_size)
             return self._cache[batch_size]
-        rng = np.random.default_rng(batch_size)
-        shape = (batch_size, *self.sample_shape)
-        if np.issubdtype(self.dtype, np.integer):
-            batch = rng.integers(0, 256, size=shape).astype(self.dtype)
-        else:
-            batch = rng.standard_normal(shape).astype(self.dtype)
+        batch = random_samples(self.dtype, (batch_size, *self.sample_shape), seed=batch_size)
         for _ in range(3):
             self._run(batch)
         calls: list[float] = []

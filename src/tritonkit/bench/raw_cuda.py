@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tritonkit.bench.raw import RawMeasurement
+from tritonkit.bench.raw import RawMeasurement, random_samples
 from tritonkit.repository.dtypes import to_numpy_dtype
 
 __all__ = ["CudaRawModel", "CudaTiming"]
@@ -53,12 +51,7 @@ class CudaRawModel:
         self._timings: dict[tuple[str, int], CudaTiming] = {}
 
     def _inputs(self, batch_size: int, seed: int) -> Any:
-        rng = np.random.default_rng(seed)
-        shape = (batch_size, *self.sample_shape)
-        if np.issubdtype(self.dtype, np.integer):
-            array = rng.integers(0, 256, size=shape).astype(self.dtype)
-        else:
-            array = rng.standard_normal(shape).astype(self.dtype)
+        array = random_samples(self.dtype, (batch_size, *self.sample_shape), seed)
         return self._torch.from_numpy(array).to(self.device)
 
     def _callable(self, mode: str, batch_size: int) -> Any:

@@ -50,12 +50,12 @@ class ModelStats:
         """What the server did between ``earlier`` and this snapshot (warm-up and earlier load excluded)."""
         successes = self.success_count - earlier.success_count
         per_request = max(successes, 1)
-        queue_us = self.queue_us_per_request * self.success_count - earlier.queue_us_per_request * earlier.success_count
 
-        def delta(name: str) -> float:
-            return getattr(self, name) * self.success_count - getattr(earlier, name) * earlier.success_count
+        def per_request_us(name: str) -> float:
+            """Total time between the snapshots over the requests between them."""
+            total = getattr(self, name) * self.success_count - getattr(earlier, name) * earlier.success_count
+            return total / per_request
 
-        compute_us = delta("compute_us_per_request")
         batch_counts = {
             size: count - earlier.batch_counts.get(size, 0)
             for size, count in self.batch_counts.items()
@@ -68,12 +68,12 @@ class ModelStats:
             execution_count=self.execution_count - earlier.execution_count,
             success_count=successes,
             failure_count=self.failure_count - earlier.failure_count,
-            queue_us_per_request=queue_us / per_request,
-            compute_us_per_request=compute_us / per_request,
+            queue_us_per_request=per_request_us("queue_us_per_request"),
+            compute_us_per_request=per_request_us("compute_us_per_request"),
             batch_counts=batch_counts,
-            input_us_per_request=delta("input_us_per_request") / per_request,
-            infer_us_per_request=delta("infer_us_per_request") / per_request,
-            output_us_per_request=delta("output_us_per_request") / per_request,
+            input_us_per_request=per_request_us("input_us_per_request"),
+            infer_us_per_request=per_request_us("infer_us_per_request"),
+            output_us_per_request=per_request_us("output_us_per_request"),
         )
 
     @classmethod
