@@ -82,7 +82,10 @@ def goals(cells: dict[str, dict[str, Any]], raw_rows: list[dict[str, Any]]) -> l
         if get(a) and get(b)
     ]
     i4, i4_key = best(["i4_c64", "i4mps_c64"])
-    batched, batched_key = best(["b1_single_shm_c64", "b8_single_shm_c64", "b8mps_single_shm_c64"])
+    batched, batched_key = best(
+        [f"b{n}_single_shm_c64" for n in (1, 2, 4, 8)]
+        + ["b4q250_single_shm_c64", "b4q1000_single_shm_c64", "b8mps_single_shm_c64"]
+    )
     p2_ms = min(filter(None, [get("i1_c1", "p50_ms"), get("i1_c1_sync", "p50_ms")]), default=float("nan"))
     pairs = [("b2_single_c128", "pytriton_single_c128"), ("b2_multi16_c16", "pytriton_multi16_c16")]
     pair_ratios = [(ratio(get(a), get(b)), a, b) for a, b in pairs if get(a) and get(b)]

@@ -67,10 +67,17 @@ class Plan:
 
 
 def plans(max_batch: int, delay_us: int) -> list[Plan]:
-    """The cells, non-MPS first (the MPS daemon starts once, before the first MPS cell)."""
+    """The cells, non-MPS first (the MPS daemon starts once, before the first MPS cell).
+
+    Several instances on the GPU use the shared executor (``TRITONKIT_EXECUTOR`` "auto"); the MPS cell runs four
+    instances in their own processes instead ("in_process"), the design the executor replaced.
+    """
     one, four = BenchConfig(1), BenchConfig(4)
     b1, b2, b4, b8 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 4, 8))
-    four_mps, b8_mps = BenchConfig(4, mps=True), BenchConfig(8, max_batch, delay_us, mps=True)
+    four_mps = BenchConfig(4, mps=True)
+    in_process = (("TRITONKIT_EXECUTOR", "in_process"),)
+    # Triton's max_queue_delay: waiting a little for more requests makes fewer, bigger batches per execute().
+    b4_wait = [BenchConfig(4, max_batch, wait_us) for wait_us in (250, 1000)]
     return [
         # The no-work model under the loads the classifier gets: the serving path's own ceiling.
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
@@ -84,7 +91,11 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
         Plan("b1_single_shm_c64", MODEL, b1, 1, 64, shared_memory=True),
         Plan("b2_single_c128", MODEL, b2, 1, 128),
         Plan("b2_multi16_c16", MODEL, b2, 16, 16),
+        Plan("b2_single_shm_c64", MODEL, b2, 1, 64, shared_memory=True),
         Plan("b2_single_shm_c128", MODEL, b2, 1, 128, shared_memory=True),
+        Plan("b4_single_shm_c64", MODEL, b4, 1, 64, shared_memory=True),
+        Plan("b4q250_single_shm_c64", MODEL, b4_wait[0], 1, 64, shared_memory=True),
+        Plan("b4q1000_single_shm_c64", MODEL, b4_wait[1], 1, 64, shared_memory=True),
         Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
         Plan("b4_multi64_shm_c16", MODEL, b4, 64, 16, shared_memory=True),
         Plan("b8_single_shm_c64", MODEL, b8, 1, 64, shared_memory=True),
@@ -92,9 +103,7 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
         # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
         Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
         Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
-        Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True),
-        Plan("b8mps_single_shm_c64", MODEL, b8_mps, 1, 64, shared_memory=True),
-        Plan("b8mps_multi64_shm_c16", MODEL, b8_mps, 64, 16, shared_memory=True),
+        Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True, parameters=in_process),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -158,3 +159,41 @@ def test_cuda_raw_model_times_the_module_and_its_graph(tmp_path):
     assert module.median_call_ms > 0 and graph.median_call_ms > 0
     assert raw.measure(4).samples_per_s == pytest.approx(max(module.samples_per_s, graph.samples_per_s))
     assert raw.concurrent_graphs(1, 2, calls=20) > 0
+
+
+def test_several_gpu_instances_share_one_executor_with_a_lane_each(tmp_path):
+    """Three KIND_GPU instances (TRITONKIT_EXECUTOR "auto"): one executor process holds the model with a lane per
+    instance, and every lane answers correctly under concurrent load."""
+    from tritonkit.server.watchdog import process_group_members
+
+    export_model(
+        "resnet18",
+        ExportOptions(
+            format="torchscript", name="r18x3", repository=tmp_path, max_batch_size=8, kind="gpu", instances=3
+        ),
+    )
+    eager = load_model("resnet18").cuda()
+    frames = np.random.default_rng(5).standard_normal((24, *SHAPE)).astype(np.float32)
+    with torch.no_grad():
+        expected = eager(torch.from_numpy(frames).cuda()).cpu().numpy()
+    with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0) as server:
+        log = server.log_text()
+        lanes = sorted(set(re.findall(r"lane (\d) serves r18x3_0_\d \(CUDA graphs\)", log)))
+        assert lanes == ["0", "1", "2"], log[-3000:]
+        executors = [
+            pid
+            for pid in process_group_members(server.pid or 0)
+            if b"tritonkit.server.backends.executor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(executors) == 1
+
+        def one(index: int) -> np.ndarray:
+            return infer(server.grpc_url, "r18x3", frames[index : index + 1], "FP32")
+
+        with ThreadPoolExecutor(12) as pool:
+            served = np.concatenate(list(pool.map(one, range(len(frames)))))
+        np.testing.assert_allclose(served, expected, rtol=1e-2, atol=1e-3)
+        # Whole batches too: 8 rows run in the serial order of big batches (TRITONKIT_EXECUTOR_SERIAL_ROWS 8).
+        with ThreadPoolExecutor(3) as pool:
+            batches = list(pool.map(lambda i: infer(server.grpc_url, "r18x3", frames[i : i + 8], "FP32"), (0, 8, 16)))
+        np.testing.assert_allclose(np.concatenate(batches), expected, rtol=1e-2, atol=1e-3)

@@ -29,6 +29,7 @@ from typing import Literal
 
 from tritonkit.errors import ServerUnavailable
 from tritonkit.server.backend_dir import lay_out_backend_dir
+from tritonkit.server.backends.executor_link import remove_executor_files
 from tritonkit.server.distribution import find_distribution
 from tritonkit.server.logs import relevant_lines
 from tritonkit.server.shm_regions import region_names, remove_orphaned_regions
@@ -284,6 +285,7 @@ class EmbeddedServer:
             while process_group_members(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             remove_orphaned_regions(self._regions_before)
+            remove_executor_files(process.pid)
         if self._workdir is not None:
             self._log_text = self.log_text()
             shutil.rmtree(self._workdir, ignore_errors=True)

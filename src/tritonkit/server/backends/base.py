@@ -139,6 +139,10 @@ class BatchingBackendModel:
     default_model_filename = "model"
     # Set by ``load`` when the model can take requests' rows without concatenation (the GPU path).
     parts_runner: PartsRunner | None = None
+    # What initialize() reads from the config; tests that drive load() directly rely on these defaults.
+    max_batch_size = 0
+    instance_name = ""
+    instance_groups: Sequence[Mapping[str, Any]] = ()
 
     def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
         raise NotImplementedError
@@ -153,6 +157,8 @@ class BatchingBackendModel:
                 f"this environment has numpy {np.__version__}: pip install 'numpy<2'"
             )
         self.model_name = config["name"]
+        self.instance_name = args.get("model_instance_name", self.model_name)
+        self.instance_groups = config.get("instance_group", [])
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.inputs = [TensorInfo.from_config(entry) for entry in config.get("input", [])]
         self.outputs = [TensorInfo.from_config(entry) for entry in config.get("output", [])]
@@ -172,6 +178,17 @@ class BatchingBackendModel:
         self.clock = PhaseClock(self.model_name, float(interval)) if interval else None
         if self.parts_runner is not None and hasattr(self.parts_runner, "clock"):
             self.parts_runner.clock = self.clock
+
+    def instances_on_device(self, kind: str, device_id: int) -> int:
+        """How many instances of this model the config puts on this instance's device (its GPU, or the host)."""
+        total = 0
+        for group in self.instance_groups:
+            if str(group.get("kind", "")).removeprefix("KIND_") != kind:
+                continue
+            gpus = [int(gpu) for gpu in group.get("gpus", [])]
+            if kind != "GPU" or not gpus or device_id in gpus:
+                total += int(group.get("count", 1))
+        return total
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
@@ -246,4 +263,8 @@ class BatchingBackendModel:
         return results
 
     def finalize(self) -> None:
+        close = getattr(self.parts_runner, "close", None)
+        if close is not None:
+            close()
+        self.parts_runner = None
         self.run_model = None  # type: ignore[assignment]

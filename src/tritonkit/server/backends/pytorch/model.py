@@ -7,12 +7,17 @@ parameters it honours ``INTRA_OP_THREAD_COUNT``, ``INFERENCE_MODE`` and ``ENABLE
 A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes runs through
 :class:`~tritonkit.server.backends.gpu_runner.GpuBatchRunner`: pinned staging, its own CUDA stream and, unless
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
-by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size). The native backend ignores these keys.
+by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size).
+
+``TRITONKIT_EXECUTOR`` says where that runner lives (see :mod:`~tritonkit.server.backends.executor_link`):
+"in_process" (in this stub), "shared" (one executor process per model and device, one lane per instance), or
+"auto" (the default: shared for KIND_GPU models with more than one instance on the device). The native backend
+ignores these keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,56 +25,97 @@ import numpy as np
 
 from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
 
-__all__ = ["TritonPythonModel"]
+__all__ = ["TritonPythonModel", "load_torchscript", "output_splitter", "runner_settings"]
 
 
 def _is_false(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("false", "0", "no", "off")
 
 
+def load_torchscript(
+    model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str], *, model_name: str
+) -> tuple[Any, Any, Callable[[], Any]]:
+    """The module on its device, and the grad mode to call it under, as the native backend's parameters say."""
+    import torch
+
+    if kind == "GPU":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"model {model_name!r} has a KIND_GPU instance, but torch sees no CUDA device")
+        device = torch.device("cuda", device_id)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if "INTRA_OP_THREAD_COUNT" in parameters:
+        torch.set_num_threads(int(parameters["INTRA_OP_THREAD_COUNT"]))
+    if _is_false(parameters.get("ENABLE_JIT_PROFILING")):
+        # The profiling executor re-specialises on every new batch shape, stalling requests for a long time.
+        torch._C._jit_set_profiling_executor(False)
+    grad_mode = torch.no_grad if _is_false(parameters.get("INFERENCE_MODE")) else torch.inference_mode
+    module = torch.jit.load(str(model_file), map_location=device).eval()
+    return module, device, grad_mode
+
+
+def output_splitter(output_order: list[str]) -> Callable[[Any], list[Any]]:
+    """Turns what forward() returns (a tensor, a tuple or a dict) into the outputs in ``output_order``."""
+    import torch
+
+    def split_outputs(result: Any) -> list[Any]:
+        if isinstance(result, torch.Tensor):
+            result = (result,)
+        tensors = [result[name] for name in output_order] if isinstance(result, Mapping) else list(result)
+        if len(tensors) != len(output_order):
+            raise RuntimeError(f"model returned {len(tensors)} outputs, config.pbtxt declares {len(output_order)}")
+        return tensors
+
+    return split_outputs
+
+
+def runner_settings(parameters: Mapping[str, str], max_batch: int) -> tuple[list[int], bool]:
+    """The graph buckets and whether to capture graphs, from the model's parameters (errors name the key)."""
+    from tritonkit.server.backends.gpu_runner import default_buckets, parse_buckets
+
+    buckets_text = parameters.get("TRITONKIT_CUDA_GRAPH_BATCH_SIZES")
+    buckets = parse_buckets(buckets_text, max_batch) if buckets_text else default_buckets(max_batch)
+    return buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS"))
+
+
 class TritonPythonModel(BatchingBackendModel):
     default_model_filename = "model.pt"
 
     def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
-        import torch
+        from tritonkit.server.backends.executor_link import resolve_executor_mode
 
-        if kind == "GPU":
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"model {self.model_name!r} has a KIND_GPU instance, but torch sees no CUDA device")
-            device = torch.device("cuda", device_id)
-            torch.cuda.set_device(device)
-        else:
-            device = torch.device("cpu")
-        if "INTRA_OP_THREAD_COUNT" in parameters:
-            torch.set_num_threads(int(parameters["INTRA_OP_THREAD_COUNT"]))
-        if _is_false(parameters.get("ENABLE_JIT_PROFILING")):
-            # The profiling executor re-specialises on every new batch shape, stalling requests for a long time.
-            torch._C._jit_set_profiling_executor(False)
-        grad_mode = torch.no_grad if _is_false(parameters.get("INFERENCE_MODE")) else torch.inference_mode
-        module = torch.jit.load(str(model_file), map_location=device).eval()
         input_order = positional_order([t.name for t in self.inputs])
         output_order = positional_order([t.name for t in self.outputs])
+        by_name = {t.name: t for t in self.inputs}
+        batchable = self.max_batch_size > 0 and all(-1 not in t.dims for t in self.inputs)
+        mode = resolve_executor_mode(
+            parameters.get("TRITONKIT_EXECUTOR"),
+            model_name=self.model_name,
+            kind=kind,
+            instances_on_device=self.instances_on_device(kind, device_id),
+            batchable=batchable,
+        )
+        if mode == "shared":
+            from tritonkit.server.backends.executor_link import serial_rows
 
-        def split_outputs(result: Any) -> list[Any]:
-            if isinstance(result, torch.Tensor):
-                result = (result,)
-            tensors = [result[name] for name in output_order] if isinstance(result, Mapping) else list(result)
-            if len(tensors) != len(output_order):
-                raise RuntimeError(f"model returned {len(tensors)} outputs, config.pbtxt declares {len(output_order)}")
-            return tensors
+            # A bad parameter fails here, naming itself, before an executor starts.
+            runner_settings(parameters, self.max_batch_size)
+            serial_rows(parameters, model_name=self.model_name, max_batch=self.max_batch_size)
+            return self._shared_executor(model_file, kind, device_id, parameters, input_order, output_order)
+        module, device, grad_mode = load_torchscript(
+            model_file, kind, device_id, parameters, model_name=self.model_name
+        )
+        split_outputs = output_splitter(output_order)
+        if kind == "GPU" and batchable:
+            import torch
 
-        fixed_shapes = all(-1 not in t.dims for t in self.inputs)
-        if kind == "GPU" and self.max_batch_size > 0 and fixed_shapes:
-            from tritonkit.server.backends.gpu_runner import GpuBatchRunner, default_buckets, parse_buckets
+            from tritonkit.server.backends.gpu_runner import GpuBatchRunner
 
-            buckets_text = parameters.get("TRITONKIT_CUDA_GRAPH_BATCH_SIZES")
-            max_batch = self.max_batch_size
-            buckets = parse_buckets(buckets_text, max_batch) if buckets_text else default_buckets(max_batch)
-            use_graphs = not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS"))
+            buckets, use_graphs = runner_settings(parameters, self.max_batch_size)
             # Graph buckets fix every shape, so cuDNN's per-shape autotuning runs once, at load (without graphs
             # it would stall the first request of every new batch size instead).
             torch.backends.cudnn.benchmark = use_graphs
-            by_name = {t.name: t for t in self.inputs}
             self.parts_runner = GpuBatchRunner(
                 module,
                 device,
@@ -84,9 +130,43 @@ class TritonPythonModel(BatchingBackendModel):
             )
 
         def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            import torch
+
             with grad_mode():
                 args = [torch.from_numpy(np.ascontiguousarray(feed[name])).to(device) for name in input_order]
                 tensors = split_outputs(module(*args))
             return {name: tensor.detach().cpu().numpy() for name, tensor in zip(output_order, tensors)}
+
+        return run
+
+    def _shared_executor(
+        self,
+        model_file: Path,
+        kind: str,
+        device_id: int,
+        parameters: Mapping[str, str],
+        input_order: list[str],
+        output_order: list[str],
+    ) -> ModelRunner:
+        """Hand the model to the executor of this model and device; this stub never touches CUDA itself."""
+        from tritonkit.server.backends.executor_link import ExecutorRunner
+
+        by_name = {t.name: t for t in self.inputs}
+        spec = {
+            "model_name": self.model_name,
+            "model_file": str(model_file),
+            "kind": kind,
+            "device_id": device_id,
+            "parameters": dict(parameters),
+            "max_batch_size": self.max_batch_size,
+            "inputs": [{"dtype": by_name[n].dtype.str, "dims": list(by_name[n].dims)} for n in input_order],
+            "outputs": output_order,
+        }
+        runner = ExecutorRunner(spec, instance=self.instance_name)
+        self.parts_runner = runner
+
+        def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            outputs = runner.run([[feed[name]] for name in input_order])
+            return {name: array.copy() for name, array in zip(output_order, outputs)}
 
         return run
