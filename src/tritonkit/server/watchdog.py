@@ -18,7 +18,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["StubWatchdog", "WatchdogEvent", "process_group_members", "stub_processes"]
+__all__ = [
+    "StubWatchdog",
+    "WatchdogEvent",
+    "is_live",
+    "parent_process",
+    "process_group_members",
+    "stub_processes",
+]
 
 
 @dataclass(frozen=True)
@@ -32,13 +39,30 @@ class WatchdogEvent:
     error: str | None = None
 
 
-def _process_group(pid: int) -> int | None:
+def _live_stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ...; None if gone or a zombie."""
     try:
         # The command name may contain spaces and parentheses; the fields after the last ")" are fixed.
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[2]) if fields[0] != "Z" else None
+    return fields if fields[0] != "Z" else None
+
+
+def _process_group(pid: int) -> int | None:
+    fields = _live_stat_fields(pid)
+    return None if fields is None else int(fields[2])
+
+
+def is_live(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    return _live_stat_fields(pid) is not None
+
+
+def parent_process(pid: int) -> int | None:
+    """The parent of a live process, or None when it is gone."""
+    fields = _live_stat_fields(pid)
+    return None if fields is None else int(fields[1])
 
 
 def process_group_members(pgid: int) -> list[int]:

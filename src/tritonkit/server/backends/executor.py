@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.server.backends.executor_link import FAILED, OK, RUN, serial_rows
+from tritonkit.server.watchdog import is_live, parent_process
 
 __all__ = ["Executor", "main"]
 
@@ -104,8 +105,8 @@ class Executor:
 
         self.socket_path = socket_path
         self.spec = spec
-        self.server_pid = os.getppid()  # the stub that started it; its parent is the server
-        self.server_pid = _parent_of(self.server_pid) or self.server_pid
+        # The stub that started it is the parent; the stub's parent is the server.
+        self.server_pid = parent_process(os.getppid()) or os.getppid()
         self.model_name = spec["model_name"]
         self.on_gpu = spec["kind"] == "GPU"
         parameters = spec["parameters"]
@@ -230,29 +231,11 @@ class Executor:
             except TimeoutError:
                 with self.lock:
                     idle = self.connected == 0 and time.monotonic() - self.idle_since > idle_exit_s
-                if idle or not _alive(self.server_pid):
+                if idle or not is_live(self.server_pid):
                     return
                 continue
             connection.settimeout(None)
             threading.Thread(target=self._on_connection, args=(connection,), daemon=True).start()
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

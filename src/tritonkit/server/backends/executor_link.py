@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from tritonkit.server.backends.gpu_runner import stage_rows
+
 __all__ = [
     "EXECUTOR_MODES",
     "ExecutorRunner",
@@ -128,7 +130,6 @@ class ExecutorRunner:
         self.instance = instance
         self.start_timeout_s = start_timeout_s
         self.model_name = str(spec["model_name"])
-        self.max_rows = int(spec["max_batch_size"])
         self.clock: Any = None  # a PhaseClock, when the backend profiles
         self.socket_path = executor_socket_path(spec)
         self._process: subprocess.Popen[bytes] | None = None
@@ -218,17 +219,10 @@ class ExecutorRunner:
         The views are overwritten by the next ``run``: send or copy them first.
         """
         started = time.perf_counter()
-        rows = sum(len(array) for array in parts[0])
-        if rows > self.max_rows:
-            raise ValueError(f"model {self.model_name!r}: {rows} rows in one call, over max_batch_size {self.max_rows}")
         if self._sock is None:
             self._attach()
         assert self._sock is not None
-        for staging, arrays in zip(self.input_arrays, parts):
-            offset = 0
-            for array in arrays:
-                staging[offset : offset + len(array)] = array
-                offset += len(array)
+        rows = stage_rows(self.input_arrays, parts, self.model_name)
         staged = time.perf_counter()
         try:
             self._sock.send(RUN.pack(rows))

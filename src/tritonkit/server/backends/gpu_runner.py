@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GpuBatchRunner", "GpuOrder", "default_buckets", "parse_buckets"]
+__all__ = ["GpuBatchRunner", "GpuOrder", "default_buckets", "parse_buckets", "stage_rows"]
 
 # Replays compared with the plain module at load; tolerances fit fp16 models with fp32 outputs.
 _CHECK_ATOL = 1e-2
@@ -57,6 +57,22 @@ def parse_buckets(text: str, max_batch: int) -> list[int]:
             f"max_batch_size, {max(max_batch, 1)}"
         )
     return sizes
+
+
+def stage_rows(staging: Sequence[np.ndarray], parts: Sequence[Sequence[np.ndarray]], model_name: str) -> int:
+    """Copy each input's per-request arrays, one after another, into its staging buffer; return the rows.
+
+    A batch over the buffers' rows (max_batch_size) is refused with a message naming the model.
+    """
+    rows = sum(len(array) for array in parts[0])
+    if rows > len(staging[0]):
+        raise ValueError(f"model {model_name!r}: {rows} rows in one call, over max_batch_size {len(staging[0])}")
+    for buffer, arrays in zip(staging, parts):
+        offset = 0
+        for array in arrays:
+            buffer[offset : offset + len(array)] = array
+            offset += len(array)
+    return rows
 
 
 class GpuOrder:
@@ -264,14 +280,7 @@ class GpuBatchRunner:
         The returned arrays are views of pinned buffers that the next ``run`` overwrites: copy or send them first.
         """
         started = time.perf_counter()
-        rows = sum(len(array) for array in parts[0])
-        if rows > self.max_rows:
-            raise ValueError(f"model {self.model_name!r}: {rows} rows in one call, over max_batch_size {self.max_rows}")
-        for staging, arrays in zip(self.host_input_arrays, parts):
-            offset = 0
-            for array in arrays:
-                staging[offset : offset + len(array)] = array
-                offset += len(array)
+        rows = stage_rows(self.host_input_arrays, parts, self.model_name)
         if self.clock is not None:
             self.clock.add("staging", time.perf_counter() - started)
         return self.run_staged(rows)
