@@ -32,6 +32,16 @@ def _is_false(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("false", "0", "no", "off")
 
 
+def _thread_count(text: str, model_name: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"model {model_name!r}: INTRA_OP_THREAD_COUNT {text!r} is not a positive thread count")
+    return threads
+
+
 def load_torchscript(
     model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str], *, model_name: str
 ) -> tuple[Any, Any, Callable[[], Any]]:
@@ -46,7 +56,7 @@ def load_torchscript(
     else:
         device = torch.device("cpu")
     if "INTRA_OP_THREAD_COUNT" in parameters:
-        torch.set_num_threads(int(parameters["INTRA_OP_THREAD_COUNT"]))
+        torch.set_num_threads(_thread_count(parameters["INTRA_OP_THREAD_COUNT"], model_name))
     if _is_false(parameters.get("ENABLE_JIT_PROFILING")):
         # The profiling executor re-specialises on every new batch shape, stalling requests for a long time.
         torch._C._jit_set_profiling_executor(False)
