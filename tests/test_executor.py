@@ -92,9 +92,7 @@ def test_three_instances_share_one_executor_and_answer_like_eager(shared_reposit
     assert server_files(server_pid) == []
 
 
-def test_a_killed_executor_fails_its_batch_by_name_and_the_next_request_starts_a_new_one(
-    shared_repository, eager_tiny
-):
+def test_a_killed_executor_fails_its_batch_by_name_and_the_next_request_starts_a_new_one(shared_repository, eager_tiny):
     with EmbeddedServer(shared_repository, http_port=0, grpc_port=0, metrics_port=0) as server:
         with Client(server.grpc_url, "tiny_shared", retries=0) as client:
             client.infer(FRAMES[:2])
