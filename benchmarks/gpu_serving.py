@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 from gpu_report import MODEL, NO_WORK, goals, print_report, summary_line
+from host_cpu import HostCpu
 from pytriton_peer import client_only_cell, pytriton_server
+from raw_processes import processes_bs1
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.bench.configs import BenchConfig
@@ -76,6 +78,8 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
     b1, b2, b4, b8 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 4, 8))
     four_mps = BenchConfig(4, mps=True)
     in_process = (("TRITONKIT_EXECUTOR", "in_process"),)
+    # A call that sleeps on a blocking event while the GPU works, instead of spinning a core (TRITONKIT_GPU_WAIT).
+    yielding = (("TRITONKIT_GPU_WAIT", "yield"),)
     # Triton's max_queue_delay: waiting a little for more requests makes fewer, bigger batches per execute().
     b4_wait = [BenchConfig(4, max_batch, wait_us) for wait_us in (250, 1000)]
     return [
@@ -83,11 +87,16 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
         Plan("nowork_b1_single_shm_c64", NO_WORK, b1, 1, 64, shared_memory=True),
         Plan("nowork_b2_single_shm_c128", NO_WORK, b2, 1, 128, shared_memory=True),
+        Plan("nowork_b4_single_shm_c64", NO_WORK, b4, 1, 64, shared_memory=True),
         Plan("nowork_b4_single_shm_c256", NO_WORK, b4, 1, 256, shared_memory=True),
         Plan("nowork_b8_multi64_shm_c16", NO_WORK, b8, 64, 16, shared_memory=True),
         Plan("i1_c1", MODEL, one, 1, 1, shared_memory=True),
         Plan("i1_c64", MODEL, one, 1, 64, shared_memory=True),
         Plan("i4_c64", MODEL, four, 1, 64, shared_memory=True),
+        Plan("i1y_c1", MODEL, one, 1, 1, shared_memory=True, parameters=yielding),
+        Plan("i1y_c64", MODEL, one, 1, 64, shared_memory=True, parameters=yielding),
+        Plan("i4y_c64", MODEL, four, 1, 64, shared_memory=True, parameters=yielding),
+        Plan("b4q250y_single_shm_c64", MODEL, b4_wait[0], 1, 64, shared_memory=True, parameters=yielding),
         Plan("b1_single_shm_c64", MODEL, b1, 1, 64, shared_memory=True),
         Plan("b2_single_c128", MODEL, b2, 1, 128),
         Plan("b2_multi16_c16", MODEL, b2, 16, 16),
@@ -150,6 +159,21 @@ def raw_table(raw: CudaRawModel) -> list[dict[str, Any]]:
             f"best {rows[-1]['best_img_per_s']:.0f} img/s"
         )
     return rows
+
+
+def raw_processes(model_file: Path, mps_root: Path) -> dict[str, Any]:
+    """Batch 1 in 1 and 4 separate processes (contexts time-slicing the card), then 4 under an MPS daemon."""
+    table: dict[str, Any] = {}
+    try:
+        for processes in (1, 4):
+            table[str(processes)], _ = processes_bs1(model_file, processes, {})
+        with mps_daemon(mps_root) as env:
+            table["4+mps"], pids = processes_bs1(model_file, 4, env)
+            table["mps_attached"] = len(set(pids) & set(mps_clients(mps_root)))
+    except Exception as error:  # a side measurement failing must not lose the served cells
+        table["error"] = f"{type(error).__name__}: {error}"
+    log(f"raw bs1 in separate processes: {table} img/s")
+    return table
 
 
 def mps_clients(mps_root: Path) -> list[int]:
@@ -221,19 +245,21 @@ def served_cells(
             cell_settings = dataclasses.replace(
                 settings, frames_per_request=plan.frames, shared_memory=plan.shared_memory
             )
-            cell = measure_cell(
-                server.grpc_url,
-                server.grpc_url,
-                plan.model,
-                bases[plan.model],
-                plan.config,
-                plan.concurrency,
-                cell_settings,
-                raw if plan.model == MODEL else NoRaw(),
-            )
-            cells[plan.key] = cell_dict(plan, cell)
+            with HostCpu(server.pid) as host:
+                cell = measure_cell(
+                    server.grpc_url,
+                    server.grpc_url,
+                    plan.model,
+                    bases[plan.model],
+                    plan.config,
+                    plan.concurrency,
+                    cell_settings,
+                    raw if plan.model == MODEL else NoRaw(),
+                )
+            cells[plan.key] = {**cell_dict(plan, cell), "host_cpu_cores": host.cores()}
+            log(f"{plan.key}: host busy cores " + ", ".join(f"{k} {v:.1f}" for k, v in host.cores().items()))
             log(summary_line(plan.key, cells[plan.key]))
-            if plan.key in ("i1_c1", "nowork_i1_c1"):
+            if plan.key in ("i1_c1", "i1y_c1", "nowork_i1_c1"):
                 sync = {**cells[plan.key], **sync_latency(server.grpc_url, plan.model), "key": plan.key + "_sync"}
                 sync["served_over_raw"] = None
                 cells[sync["key"]] = sync
@@ -376,6 +402,7 @@ def main() -> int:
         results["raw"] = raw_table(raw)
         results["raw_concurrent_bs1"] = {n: raw.concurrent_graphs(1, n) for n in (1, 2, 4)}
         log(f"raw bs1 graphs on 1/2/4 streams side by side: {results['raw_concurrent_bs1']} img/s")
+        results["raw_processes_bs1"] = raw_processes(model_file, mps_root)
 
         def save(cells: dict[str, dict[str, Any]]) -> None:
             # Written after every cell: a run stopped at the device's time limit still leaves its numbers.

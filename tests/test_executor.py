@@ -190,3 +190,9 @@ def test_auto_keeps_cpu_instances_in_process(tiny_pt, eager_tiny):
     run = model.load(tiny_pt, "CPU", 0, {})
     assert model.parts_runner is None  # no executor: "auto" shares only several instances of one GPU
     np.testing.assert_allclose(run({"input__0": FRAMES[:3]})["output__0"], eager_tiny(FRAMES[:3]), atol=1e-5)
+
+
+def test_a_bad_gpu_wait_is_named_before_any_executor_starts(tiny_pt):
+    parameters = {"TRITONKIT_EXECUTOR": "shared", "TRITONKIT_GPU_WAIT": "nap"}
+    with pytest.raises(ValueError, match="TRITONKIT_GPU_WAIT 'nap' is not one of spin, yield"):
+        backend(8).load(tiny_pt, "CPU", 0, parameters)

@@ -93,7 +93,7 @@ def _traced(module: torch.nn.Module, shape: tuple[int, ...]) -> torch.jit.Script
         return torch.jit.freeze(torch.jit.trace(module.eval().cuda(), torch.randn(2, *shape, device="cuda")))
 
 
-def _runner(module, buckets):
+def _runner(module, buckets, *, yield_wait=False):
     from tritonkit.server.backends.gpu_runner import GpuBatchRunner
 
     return GpuBatchRunner(
@@ -107,14 +107,16 @@ def _runner(module, buckets):
         use_graphs=True,
         grad_mode=torch.inference_mode,
         split_outputs=lambda result: [result] if isinstance(result, torch.Tensor) else list(result),
+        yield_wait=yield_wait,
     )
 
 
-def test_cuda_graph_runner_matches_the_module_at_every_batch_and_split():
+@pytest.mark.parametrize("yield_wait", [False, True], ids=["spin", "yield"])
+def test_cuda_graph_runner_matches_the_module_at_every_batch_and_split(yield_wait):
     from tritonkit.export.zoo import tiny_cnn
 
     module = _traced(tiny_cnn(), (3, 16, 16))
-    runner = _runner(module, [1, 2, 4, 8])
+    runner = _runner(module, [1, 2, 4, 8], yield_wait=yield_wait)
     assert runner.uses_graphs, runner.graph_failure
     rng = np.random.default_rng(3)
     # Row counts that hit a bucket exactly, need padding, and arrive split over several requests.

@@ -54,7 +54,8 @@ class CudaRawModel:
         array = random_samples(self.dtype, (batch_size, *self.sample_shape), seed)
         return self._torch.from_numpy(array).to(self.device)
 
-    def _callable(self, mode: str, batch_size: int) -> Any:
+    def warmed_call(self, mode: str, batch_size: int) -> Any:
+        """A call of the module, or of its CUDA graph, on a fixed batch; warmed up, run on ``self.stream``."""
         torch = self._torch
         batch = self._inputs(batch_size, batch_size)
         with torch.cuda.stream(self.stream), torch.inference_mode():
@@ -79,7 +80,7 @@ class CudaRawModel:
         if key in self._timings:
             return self._timings[key]
         torch = self._torch
-        call = self._callable(mode, batch_size)
+        call = self.warmed_call(mode, batch_size)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
         def block(calls: int) -> float:

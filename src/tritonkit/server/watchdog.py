@@ -11,6 +11,7 @@ API. That needs ``--model-control-mode=explicit``; in the other modes Triton ref
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "StubWatchdog",
     "WatchdogEvent",
+    "cpu_seconds",
     "is_live",
     "parent_process",
     "process_group_members",
@@ -63,6 +65,14 @@ def parent_process(pid: int) -> int | None:
     """The parent of a live process, or None when it is gone."""
     fields = _live_stat_fields(pid)
     return None if fields is None else int(fields[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a live process has used so far; None if it is gone."""
+    fields = _live_stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_group_members(pgid: int) -> list[int]:

@@ -114,14 +114,14 @@ class Executor:
             Path(spec["model_file"]), spec["kind"], int(spec["device_id"]), parameters, model_name=self.model_name
         )
         self.split_outputs = output_splitter(list(spec["outputs"]))
-        self.buckets, self.use_graphs = runner_settings(parameters, int(spec["max_batch_size"]))
+        self.settings = runner_settings(parameters, int(spec["max_batch_size"]))
         self.order: Any = None
         if self.on_gpu:
             import torch
 
             from tritonkit.server.backends.gpu_runner import GpuOrder
 
-            torch.backends.cudnn.benchmark = self.use_graphs
+            torch.backends.cudnn.benchmark = self.settings.use_graphs
             max_batch = int(spec["max_batch_size"])
             self.order = GpuOrder(serial_rows(parameters, model_name=self.model_name, max_batch=max_batch))
         self.lanes: list[tuple[Any, SharedBuffers]] = []
@@ -143,8 +143,9 @@ class Executor:
                 input_shapes=[tuple(entry["dims"]) for entry in self.spec["inputs"]],
                 input_dtypes=[np.dtype(entry["dtype"]) for entry in self.spec["inputs"]],
                 max_batch=int(self.spec["max_batch_size"]),
-                buckets=self.buckets,
-                use_graphs=self.use_graphs,
+                buckets=self.settings.buckets,
+                use_graphs=self.settings.use_graphs,
+                yield_wait=self.settings.yield_wait,
                 grad_mode=self.grad_mode,
                 split_outputs=self.split_outputs,
                 host_allocator=buffers.allocate,

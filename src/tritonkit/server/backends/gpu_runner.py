@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GpuBatchRunner", "GpuOrder", "default_buckets", "parse_buckets", "stage_rows"]
+__all__ = ["GPU_WAITS", "GpuBatchRunner", "GpuOrder", "default_buckets", "parse_buckets", "stage_rows"]
 
 # Replays compared with the plain module at load; tolerances fit fp16 models with fp32 outputs.
 _CHECK_ATOL = 1e-2
 _CHECK_RTOL = 1e-2
+GPU_WAITS = ("spin", "yield")
 
 
 def default_buckets(max_batch: int) -> list[int]:
@@ -123,6 +124,7 @@ class GpuBatchRunner:
         buckets: Sequence[int],
         use_graphs: bool,
         grad_mode: Callable[[], Any],
+        yield_wait: bool = False,
         split_outputs: Callable[[Any], list[Any]],
         host_allocator: Callable[[tuple[int, ...], Any], Any] | None = None,
         chain: GpuOrder | None = None,
@@ -142,6 +144,8 @@ class GpuBatchRunner:
         # another lane's batch while the graph waits for its turn.
         self.chain = chain
         self.done = torch.cuda.Event()
+        # With one context in the process CUDA spins a core while a call waits; a blocking event sleeps instead.
+        self.finished = torch.cuda.Event(blocking=True) if yield_wait else None
         # Pinned host memory: torch's own by default; the shared executor hands out page-locked shared memory that
         # the stub processes write and read directly.
         self._allocate_host = host_allocator or (lambda shape, dtype: torch.empty(shape, dtype=dtype, pin_memory=True))
@@ -311,7 +315,11 @@ class GpuBatchRunner:
                     host[:rows].copy_(tensor[:rows], non_blocking=True)
                     results.append(host[:rows].numpy())
         launched = time.perf_counter()
-        self.stream.synchronize()
+        if self.finished is not None:
+            self.stream.record_event(self.finished)
+            self.finished.synchronize()
+        else:
+            self.stream.synchronize()
         if self.clock is not None:
             self.clock.add("launch", launched - started)
             self.clock.add("gpu_wait", time.perf_counter() - launched)

@@ -7,7 +7,9 @@ parameters it honours ``INTRA_OP_THREAD_COUNT``, ``INFERENCE_MODE`` and ``ENABLE
 A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes runs through
 :class:`~tritonkit.server.backends.gpu_runner.GpuBatchRunner`: pinned staging, its own CUDA stream and, unless
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
-by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size).
+by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size). ``TRITONKIT_GPU_WAIT`` "spin" (the default,
+CUDA's own choice with one context per process) or "yield" says how a call waits for its GPU work: "yield" sleeps
+on a blocking event and frees the core for the host work of other instances and clients.
 
 ``TRITONKIT_EXECUTOR`` says where that runner lives (see :mod:`~tritonkit.server.backends.executor_link`):
 "in_process" (in this stub), "shared" (one executor process per model and device, one lane per instance), or
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
 
-__all__ = ["TritonPythonModel", "load_torchscript", "output_splitter", "runner_settings"]
+__all__ = ["RunnerSettings", "TritonPythonModel", "load_torchscript", "output_splitter", "runner_settings"]
 
 
 def _is_false(value: str | None) -> bool:
@@ -80,13 +82,26 @@ def output_splitter(output_order: list[str]) -> Callable[[Any], list[Any]]:
     return split_outputs
 
 
-def runner_settings(parameters: Mapping[str, str], max_batch: int) -> tuple[list[int], bool]:
-    """The graph buckets and whether to capture graphs, from the model's parameters (errors name the key)."""
-    from tritonkit.server.backends.gpu_runner import default_buckets, parse_buckets
+class RunnerSettings(NamedTuple):
+    """How a GPU runner runs: its graph buckets, whether it captures graphs, and how it waits for the GPU."""
+
+    buckets: list[int]
+    use_graphs: bool
+    yield_wait: bool  # TRITONKIT_GPU_WAIT "yield": sleep until the GPU is done instead of spinning a core
+
+
+def runner_settings(parameters: Mapping[str, str], max_batch: int) -> RunnerSettings:
+    """The GPU runner's settings from the model's parameters (errors name the key)."""
+    from tritonkit.server.backends.gpu_runner import GPU_WAITS, default_buckets, parse_buckets
 
     buckets_text = parameters.get("TRITONKIT_CUDA_GRAPH_BATCH_SIZES")
     buckets = parse_buckets(buckets_text, max_batch) if buckets_text else default_buckets(max_batch)
-    return buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS"))
+    wait_text = parameters.get("TRITONKIT_GPU_WAIT", "spin")
+    if wait_text.strip().lower() not in GPU_WAITS:
+        raise ValueError(f"TRITONKIT_GPU_WAIT {wait_text!r} is not one of {', '.join(GPU_WAITS)}")
+    return RunnerSettings(
+        buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS")), wait_text.strip().lower() == "yield"
+    )
 
 
 class TritonPythonModel(BatchingBackendModel):
@@ -122,10 +137,10 @@ class TritonPythonModel(BatchingBackendModel):
 
             from tritonkit.server.backends.gpu_runner import GpuBatchRunner
 
-            buckets, use_graphs = runner_settings(parameters, self.max_batch_size)
+            settings = runner_settings(parameters, self.max_batch_size)
             # Graph buckets fix every shape, so cuDNN's per-shape autotuning runs once, at load (without graphs
             # it would stall the first request of every new batch size instead).
-            torch.backends.cudnn.benchmark = use_graphs
+            torch.backends.cudnn.benchmark = settings.use_graphs
             self.parts_runner = GpuBatchRunner(
                 module,
                 device,
@@ -133,8 +148,9 @@ class TritonPythonModel(BatchingBackendModel):
                 input_shapes=[by_name[name].dims for name in input_order],
                 input_dtypes=[by_name[name].dtype for name in input_order],
                 max_batch=self.max_batch_size,
-                buckets=buckets,
-                use_graphs=use_graphs,
+                buckets=settings.buckets,
+                use_graphs=settings.use_graphs,
+                yield_wait=settings.yield_wait,
                 grad_mode=grad_mode,
                 split_outputs=split_outputs,
             )
