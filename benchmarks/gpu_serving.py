@@ -78,42 +78,38 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
     b1, b2, b4, b8 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 4, 8))
     four_mps = BenchConfig(4, mps=True)
     in_process = (("TRITONKIT_EXECUTOR", "in_process"),)
-    # A call that sleeps on a blocking event while the GPU works, instead of spinning a core (TRITONKIT_GPU_WAIT).
-    yielding = (("TRITONKIT_GPU_WAIT", "yield"),)
     # Triton's max_queue_delay: waiting a little for more requests makes fewer, bigger batches per execute().
-    b4_wait = [BenchConfig(4, max_batch, wait_us) for wait_us in (250, 1000)]
+    b4_wait = BenchConfig(4, max_batch, 250)
+    # The graph buckets before 2026-11-27's change, for comparison in the same run.
+    coarse = (("TRITONKIT_CUDA_GRAPH_BATCH_SIZES", ",".join(map(str, coarse_buckets(max_batch)))),)
     return [
         # The no-work model under the loads the classifier gets: the serving path's own ceiling.
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
         Plan("nowork_b1_single_shm_c64", NO_WORK, b1, 1, 64, shared_memory=True),
-        Plan("nowork_b2_single_shm_c128", NO_WORK, b2, 1, 128, shared_memory=True),
         Plan("nowork_b4_single_shm_c64", NO_WORK, b4, 1, 64, shared_memory=True),
         Plan("nowork_b4_single_shm_c256", NO_WORK, b4, 1, 256, shared_memory=True),
         Plan("nowork_b8_multi64_shm_c16", NO_WORK, b8, 64, 16, shared_memory=True),
         Plan("i1_c1", MODEL, one, 1, 1, shared_memory=True),
         Plan("i1_c64", MODEL, one, 1, 64, shared_memory=True),
         Plan("i4_c64", MODEL, four, 1, 64, shared_memory=True),
-        Plan("i1y_c1", MODEL, one, 1, 1, shared_memory=True, parameters=yielding),
-        Plan("i1y_c64", MODEL, one, 1, 64, shared_memory=True, parameters=yielding),
-        Plan("i4y_c64", MODEL, four, 1, 64, shared_memory=True, parameters=yielding),
-        Plan("b4q250y_single_shm_c64", MODEL, b4_wait[0], 1, 64, shared_memory=True, parameters=yielding),
         Plan("b1_single_shm_c64", MODEL, b1, 1, 64, shared_memory=True),
         Plan("b2_single_c128", MODEL, b2, 1, 128),
         Plan("b2_multi16_c16", MODEL, b2, 16, 16),
-        Plan("b2_single_shm_c64", MODEL, b2, 1, 64, shared_memory=True),
-        Plan("b2_single_shm_c128", MODEL, b2, 1, 128, shared_memory=True),
         Plan("b4_single_shm_c64", MODEL, b4, 1, 64, shared_memory=True),
-        Plan("b4q250_single_shm_c64", MODEL, b4_wait[0], 1, 64, shared_memory=True),
-        Plan("b4q1000_single_shm_c64", MODEL, b4_wait[1], 1, 64, shared_memory=True),
         Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
         Plan("b4_multi64_shm_c16", MODEL, b4, 64, 16, shared_memory=True),
-        Plan("b8_single_shm_c64", MODEL, b8, 1, 64, shared_memory=True),
-        Plan("b8_multi64_shm_c16", MODEL, b8, 64, 16, shared_memory=True),
+        Plan("b4q250_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True),
+        Plan("b4q250coarse_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True, parameters=coarse),
         # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
         Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
         Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
         Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True, parameters=in_process),
     ]
+
+
+def coarse_buckets(max_batch: int) -> list[int]:
+    """1, 2, 4, 8, then every multiple of 8: the default graph buckets until 2026-11-27."""
+    return sorted({b for b in (1, 2, 4, 8) if b <= max_batch} | set(range(16, max_batch + 1, 8)) | {max_batch})
 
 
 def log(message: str) -> None:
@@ -259,7 +255,7 @@ def served_cells(
             cells[plan.key] = {**cell_dict(plan, cell), "host_cpu_cores": host.cores()}
             log(f"{plan.key}: host busy cores " + ", ".join(f"{k} {v:.1f}" for k, v in host.cores().items()))
             log(summary_line(plan.key, cells[plan.key]))
-            if plan.key in ("i1_c1", "i1y_c1", "nowork_i1_c1"):
+            if plan.key in ("i1_c1", "nowork_i1_c1"):
                 sync = {**cells[plan.key], **sync_latency(server.grpc_url, plan.model), "key": plan.key + "_sync"}
                 sync["served_over_raw"] = None
                 cells[sync["key"]] = sync

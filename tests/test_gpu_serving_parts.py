@@ -30,15 +30,15 @@ FRAME = (32, 32, 3)
 
 
 def test_default_buckets_cover_every_batch_with_little_padding():
-    assert default_buckets(64) == [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64]
-    assert default_buckets(12) == [1, 2, 4, 8, 12]
+    assert default_buckets(64) == [1, 2, 3, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64]
+    assert default_buckets(13) == [1, 2, 3, 4, 6, 8, 10, 12, 13]
     assert default_buckets(1) == [1]
-    for max_batch in (1, 3, 12, 64, 100):
+    for max_batch in (1, 3, 13, 64, 100):
         buckets = default_buckets(max_batch)
         assert buckets[-1] == max_batch
         for rows in range(1, max_batch + 1):
             bucket = next(b for b in buckets if b >= rows)
-            assert bucket - rows <= max(7, rows)  # never more than double, at most 7 rows above 8
+            assert bucket - rows <= rows / 4 + 0.5  # padding at most about a quarter of the batch
 
 
 def test_bucket_parameter_is_parsed_and_its_errors_name_the_problem():

@@ -7,7 +7,7 @@ parameters it honours ``INTRA_OP_THREAD_COUNT``, ``INFERENCE_MODE`` and ``ENABLE
 A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes runs through
 :class:`~tritonkit.server.backends.gpu_runner.GpuBatchRunner`: pinned staging, its own CUDA stream and, unless
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
-by default 1, 2, 4, 8 and every multiple of 8 up to max_batch_size). ``TRITONKIT_GPU_WAIT`` "spin" (the default,
+by default 1 to 4, then steps of 2, 4 and 8 up to max_batch_size). ``TRITONKIT_GPU_WAIT`` "spin" (the default,
 CUDA's own choice with one context per process) or "yield" says how a call waits for its GPU work: "yield" sleeps
 on a blocking event and frees the core for the host work of other instances and clients.
 
