@@ -178,3 +178,30 @@ def test_channels_last_export_stores_convolution_weights_nhwc(tmp_path):
     ]
     assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
     assert all(not w.is_contiguous() for w in weights)  # really NHWC, not a shape where both layouts coincide
+
+
+def test_host_cpu_counts_a_busy_process_group_by_kind():
+    """benchmarks/host_cpu.py: the cores a server tree used during a cell (a busy child stands in for a stub)."""
+    import subprocess
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from host_cpu import HostCpu
+
+    from tritonkit.server.watchdog import cpu_seconds
+
+    spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        with HostCpu(busy.pid) as host:
+            time.sleep(0.8)
+        cores = host.cores()
+        assert 0.3 < cores["tritonserver"] <= 1.2  # the group leader is what HostCpu calls the server
+        assert cores["stubs"] == 0.0 and cores["executor"] == 0.0
+        assert cores["machine"] >= cores["tritonserver"] - 0.2
+        assert cpu_seconds(busy.pid) is not None
+    finally:
+        busy.wait(timeout=10)
+    assert cpu_seconds(busy.pid) is None
