@@ -128,10 +128,10 @@ class GpuBatchRunner:
         buckets: Sequence[int],
         use_graphs: bool,
         grad_mode: Callable[[], Any],
-        yield_wait: bool = False,
         split_outputs: Callable[[Any], list[Any]],
         host_allocator: Callable[[tuple[int, ...], Any], Any] | None = None,
         chain: GpuOrder | None = None,
+        yield_wait: bool = False,
     ) -> None:
         import torch
 

@@ -9,7 +9,8 @@ A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes run
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
 by default 1 to 4, then steps of 2, 4 and 8 up to max_batch_size). ``TRITONKIT_GPU_WAIT`` "spin" (the default,
 CUDA's own choice with one context per process) or "yield" says how a call waits for its GPU work: "yield" sleeps
-on a blocking event and frees the core for the host work of other instances and clients.
+on a blocking event and frees the core for the host work of other instances and clients (on a 16-core H200 host,
+whose cores were not the limit, it made every measured cell slower: docs/performance.md).
 
 ``TRITONKIT_EXECUTOR`` says where that runner lives (see :mod:`~tritonkit.server.backends.executor_link`):
 "in_process" (in this stub), "shared" (one executor process per model and device, one lane per instance), or
