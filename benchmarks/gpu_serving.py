@@ -279,6 +279,20 @@ def with_parameters(base: ModelConfig, plan: Plan) -> ModelConfig:
     return ModelConfig(proto)
 
 
+def batching_sweep_plans(max_batch: int) -> list[Plan]:
+    """P3b's knobs at c=64 with single frames: instances, queue delay, and which batches the executor orders."""
+    cells = [Plan("i1_c64", MODEL, BenchConfig(1), 1, 64, shared_memory=True)]
+    for instances, delay_us in ((2, 250), (3, 250), (4, 100), (4, 250), (4, 500), (6, 250), (8, 250)):
+        config = BenchConfig(instances, max_batch, delay_us)
+        cells.append(Plan(f"b{instances}q{delay_us}_single_shm_c64", MODEL, config, 1, 64, shared_memory=True))
+    for rows in (8, max_batch + 1):
+        parameters = (("TRITONKIT_EXECUTOR_SERIAL_ROWS", str(rows)),)
+        config = BenchConfig(4, max_batch, 250)
+        key = f"b4q250serial{rows}_single_shm_c64"
+        cells.append(Plan(key, MODEL, config, 1, 64, shared_memory=True, parameters=parameters))
+    return cells
+
+
 def multi_gpu_plans(max_batch: int, delay_us: int, gpus: int) -> list[Plan]:
     """P7: the same load per GPU, on GPU 0 alone and on one instance group per GPU."""
     b4 = BenchConfig(4, max_batch, delay_us)
@@ -359,6 +373,8 @@ def main() -> int:
     parser.add_argument("--mps-dir", type=Path, default=None, help="MPS pipe/log folder (default: a temp folder).")
     parser.add_argument("--gpus", type=int, default=1, help="With 2 or more: only the multi-GPU comparison (P7).")
     parser.add_argument("--only", default="", help="Comma-separated plan keys to run (default: all).")
+    parser.add_argument("--batching-sweep", action="store_true", help="Only P3b's knobs (instances, delay, order).")
+    parser.add_argument("--no-raw-processes", action="store_true", help="Skip raw batch 1 in separate processes.")
     parser.add_argument("--quick", action="store_true", help="1 s warm-up, 2 s windows.")
     args = parser.parse_args()
     if not gpu_names():
@@ -370,11 +386,12 @@ def main() -> int:
         window_s=2.0 if args.quick else args.window_s,
         client_processes=args.client_processes,
     )
-    selected = (
-        multi_gpu_plans(args.max_batch, args.queue_delay_us, args.gpus)
-        if args.gpus > 1
-        else plans(args.max_batch, args.queue_delay_us)
-    )
+    if args.gpus > 1:
+        selected = multi_gpu_plans(args.max_batch, args.queue_delay_us, args.gpus)
+    elif args.batching_sweep:
+        selected = batching_sweep_plans(args.max_batch)
+    else:
+        selected = plans(args.max_batch, args.queue_delay_us)
     if args.only:
         wanted = set(args.only.split(","))
         selected = [p for p in selected if p.key in wanted]
@@ -398,7 +415,8 @@ def main() -> int:
         results["raw"] = raw_table(raw)
         results["raw_concurrent_bs1"] = {n: raw.concurrent_graphs(1, n) for n in (1, 2, 4)}
         log(f"raw bs1 graphs on 1/2/4 streams side by side: {results['raw_concurrent_bs1']} img/s")
-        results["raw_processes_bs1"] = raw_processes(model_file, mps_root)
+        if not args.no_raw_processes:
+            results["raw_processes_bs1"] = raw_processes(model_file, mps_root)
 
         def save(cells: dict[str, dict[str, Any]]) -> None:
             # Written after every cell: a run stopped at the device's time limit still leaves its numbers.
