@@ -80,8 +80,8 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
     in_process = (("TRITONKIT_EXECUTOR", "in_process"),)
     # Triton's max_queue_delay: waiting a little for more requests makes fewer, bigger batches per execute().
     b4_wait = BenchConfig(4, max_batch, 250)
-    # The graph buckets before 2026-11-27's change, for comparison in the same run.
-    coarse = (("TRITONKIT_CUDA_GRAPH_BATCH_SIZES", ",".join(map(str, coarse_buckets(max_batch)))),)
+    # The executor's order before the batching sweep (batches of 32 rows and more in order), for comparison.
+    serial32 = (("TRITONKIT_EXECUTOR_SERIAL_ROWS", "32"),)
     return [
         # The no-work model under the loads the classifier gets: the serving path's own ceiling.
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
@@ -99,17 +99,12 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
         Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
         Plan("b4_multi64_shm_c16", MODEL, b4, 64, 16, shared_memory=True),
         Plan("b4q250_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True),
-        Plan("b4q250coarse_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True, parameters=coarse),
+        Plan("b4q250serial32_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True, parameters=serial32),
         # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
         Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
         Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
         Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True, parameters=in_process),
     ]
-
-
-def coarse_buckets(max_batch: int) -> list[int]:
-    """1, 2, 4, 8, then every multiple of 8: the default graph buckets until 2026-11-27."""
-    return sorted({b for b in (1, 2, 4, 8) if b <= max_batch} | set(range(16, max_batch + 1, 8)) | {max_batch})
 
 
 def log(message: str) -> None:
