@@ -84,11 +84,11 @@ class GpuOrder:
     """Puts the big batches of several lanes on the GPU one after another, small ones side by side.
 
     Small batches leave most of the GPU idle, so lanes gain by running them concurrently (four batch-1 ResNet-50
-    graphs on four streams: 2.4x one). Bigger ones side by side only slow each other down: every batch then takes
-    as long as all of them, which at a fixed number of requests in flight means fewer answers per second
-    (measured: 8 concurrent batch-64 lanes at 0.80 of raw; 4 lanes of about 10-row batches served 8,141 req/s side
-    by side against 9,202 in order). A batch of ``serial_rows`` rows or more therefore waits, on the GPU and not
-    on the host, for the previous such batch: its stream waits on that batch's event.
+    graphs on four streams: 2.4x one). Bigger ones side by side only slow each other down, and at a fixed number
+    of requests in flight longer batches mean fewer answers per second (measured: 8 concurrent batch-64 lanes at
+    0.80 of raw; 4 lanes of about 10-row batches served 8,141 req/s side by side against 9,202 in order). A batch
+    of ``serial_rows`` rows or more therefore waits, on the GPU and not on the host, for the previous such batch:
+    its stream waits on that batch's event.
     """
 
     def __init__(self, serial_rows: int) -> None:
