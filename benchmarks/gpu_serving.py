@@ -247,8 +247,9 @@ def served_cells(
                     cell_settings,
                     raw if plan.model == MODEL else NoRaw(),
                 )
-            cells[plan.key] = {**cell_dict(plan, cell), "host_cpu_cores": host.cores()}
-            log(f"{plan.key}: host busy cores " + ", ".join(f"{k} {v:.1f}" for k, v in host.cores().items()))
+            cores = host.cores()
+            cells[plan.key] = {**cell_dict(plan, cell), "host_cpu_cores": cores}
+            log(f"{plan.key}: host busy cores " + ", ".join(f"{k} {v:.1f}" for k, v in cores.items()))
             log(summary_line(plan.key, cells[plan.key]))
             if plan.key in ("i1_c1", "nowork_i1_c1"):
                 sync = {**cells[plan.key], **sync_latency(server.grpc_url, plan.model), "key": plan.key + "_sync"}

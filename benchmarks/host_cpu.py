@@ -15,11 +15,10 @@ from tritonkit.server.watchdog import cpu_seconds, process_group_members
 __all__ = ["HostCpu"]
 
 
-def _busy_and_total_s() -> tuple[float, float]:
+def _busy_s() -> float:
     # The first line of /proc/stat: user nice system idle iowait irq softirq steal ..., in clock ticks.
     ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    idle = ticks[3] + ticks[4]
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _kind(pid: int, server_pid: int) -> str:
@@ -46,8 +45,7 @@ class HostCpu:
             used = cpu_seconds(pid)
             if used is not None:
                 per_process[pid] = used
-        busy, _ = _busy_and_total_s()
-        return time.monotonic(), busy, per_process
+        return time.monotonic(), _busy_s(), per_process
 
     def __enter__(self) -> HostCpu:
         self._start = self._snapshot()
@@ -60,14 +58,9 @@ class HostCpu:
         assert self._start is not None and self._end is not None
         elapsed = max(self._end[0] - self._start[0], 1e-9)
         result = {"machine": (self._end[1] - self._start[1]) / elapsed, "cpus": float(os.cpu_count() or 0)}
-        server_total = 0.0
-        for kind in ("tritonserver", "stubs", "executor"):
-            used = sum(
-                seconds - self._start[2].get(pid, 0.0)
-                for pid, seconds in self._end[2].items()
-                if _kind(pid, self.server_pid) == kind
-            )
-            result[kind] = used / elapsed
-            server_total += used
-        result["other"] = result["machine"] - server_total / elapsed
+        used = dict.fromkeys(("tritonserver", "stubs", "executor"), 0.0)
+        for pid, seconds in self._end[2].items():
+            used[_kind(pid, self.server_pid)] += seconds - self._start[2].get(pid, 0.0)
+        result.update({kind: seconds / elapsed for kind, seconds in used.items()})
+        result["other"] = result["machine"] - sum(used.values()) / elapsed
         return result

@@ -27,6 +27,7 @@ __all__ = [
     "PhaseClock",
     "TensorInfo",
     "positional_order",
+    "positive_count",
     "split_rows",
 ]
 
@@ -72,6 +73,17 @@ class TensorInfo:
         if data_type not in _NUMPY_DTYPES:
             raise ValueError(f"tensor {entry['name']!r}: data type {data_type} is not supported by tritonkit")
         return cls(entry["name"], np.dtype(_NUMPY_DTYPES[data_type]), tuple(int(d) for d in entry["dims"]))
+
+
+def positive_count(text: str, *, key: str, noun: str, model_name: str) -> int:
+    """A config parameter that must be a whole number >= 1; the error names the model, the key and the value."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"model {model_name!r}: {key} {text!r} is not a positive {noun}")
+    return count
 
 
 def positional_order(names: Sequence[str]) -> list[str]:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tritonkit.server.backends.base import positive_count
 from tritonkit.server.backends.gpu_runner import stage_rows
 
 __all__ = [
@@ -82,13 +83,7 @@ def serial_rows(parameters: Mapping[str, str], *, model_name: str, max_batch: in
     text = parameters.get("TRITONKIT_EXECUTOR_SERIAL_ROWS")
     if text is None:
         return min(8, max(max_batch, 1))
-    try:
-        rows = int(text)
-    except ValueError:
-        rows = 0
-    if rows < 1:
-        raise ValueError(f"model {model_name!r}: TRITONKIT_EXECUTOR_SERIAL_ROWS {text!r} is not a positive row count")
-    return rows
+    return positive_count(text, key="TRITONKIT_EXECUTOR_SERIAL_ROWS", noun="row count", model_name=model_name)
 
 
 def executor_socket_path(spec: Mapping[str, Any]) -> Path:

@@ -26,23 +26,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
+from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order, positive_count
 
 __all__ = ["RunnerSettings", "TritonPythonModel", "load_torchscript", "output_splitter", "runner_settings"]
 
 
 def _is_false(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("false", "0", "no", "off")
-
-
-def _thread_count(text: str, model_name: str) -> int:
-    try:
-        threads = int(text)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"model {model_name!r}: INTRA_OP_THREAD_COUNT {text!r} is not a positive thread count")
-    return threads
 
 
 def load_torchscript(
@@ -59,7 +49,10 @@ def load_torchscript(
     else:
         device = torch.device("cpu")
     if "INTRA_OP_THREAD_COUNT" in parameters:
-        torch.set_num_threads(_thread_count(parameters["INTRA_OP_THREAD_COUNT"], model_name))
+        text = parameters["INTRA_OP_THREAD_COUNT"]
+        torch.set_num_threads(
+            positive_count(text, key="INTRA_OP_THREAD_COUNT", noun="thread count", model_name=model_name)
+        )
     if _is_false(parameters.get("ENABLE_JIT_PROFILING")):
         # The profiling executor re-specialises on every new batch shape, stalling requests for a long time.
         torch._C._jit_set_profiling_executor(False)
@@ -98,11 +91,10 @@ def runner_settings(parameters: Mapping[str, str], max_batch: int) -> RunnerSett
     buckets_text = parameters.get("TRITONKIT_CUDA_GRAPH_BATCH_SIZES")
     buckets = parse_buckets(buckets_text, max_batch) if buckets_text else default_buckets(max_batch)
     wait_text = parameters.get("TRITONKIT_GPU_WAIT", "spin")
-    if wait_text.strip().lower() not in GPU_WAITS:
+    wait = wait_text.strip().lower()
+    if wait not in GPU_WAITS:
         raise ValueError(f"TRITONKIT_GPU_WAIT {wait_text!r} is not one of {', '.join(GPU_WAITS)}")
-    return RunnerSettings(
-        buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS")), wait_text.strip().lower() == "yield"
-    )
+    return RunnerSettings(buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS")), wait == "yield")
 
 
 class TritonPythonModel(BatchingBackendModel):
