@@ -12,8 +12,11 @@ Everything is measured in one process tree on one card, so every ratio compares 
    counts the stub processes that attached to it;
 6. prints the goals of issue 7 with their ratios, a table, and writes ``gpu_serving.json`` under ``--out``.
 
-    python benchmarks/gpu_serving.py --out "$OUT"            # about 7 minutes on an H100
-    python benchmarks/gpu_serving.py --out /tmp/x --quick    # short windows, a smoke run
+    python -m benchmarks.gpu_serving --out "$OUT"            # about 7 minutes on an H100
+    python -m benchmarks.gpu_serving --out /tmp/x --quick    # short windows, a smoke run
+
+The measuring engine is ``tritonkit.bench`` (configurations with parameters and GPU lists, fresh loads, host CPU,
+raw timing); this script only chooses the cells the project's goals need and checks the goals.
 """
 
 from __future__ import annotations
@@ -36,16 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gpu_report import MODEL, NO_WORK, goals, print_report, summary_line
-from host_cpu import HostCpu
-from pytriton_peer import client_only_cell, pytriton_server
-from raw_processes import processes_bs1
-from tritonclient.grpc import model_config_pb2
 
+from benchmarks.gpu_report import MODEL, NO_WORK, goals, print_report, summary_line
+from benchmarks.pytriton_peer import client_only_cell, pytriton_server
 from tritonkit.bench.configs import BenchConfig
+from tritonkit.bench.control import load_configuration, unload_and_wait
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
+from tritonkit.bench.raw import NoRaw
 from tritonkit.bench.raw_cuda import CudaRawModel
-from tritonkit.bench.runner import BenchSettings, Cell, load_configuration, measure_cell
+from tritonkit.bench.raw_processes import processes_bs1
+from tritonkit.bench.rawtable import raw_table as library_raw_table
+from tritonkit.bench.runner import BenchSettings, Cell, measure_cell
 from tritonkit.repository import ModelConfig
 from tritonkit.server import EmbeddedServer
 from tritonkit.server.watchdog import stub_processes
@@ -64,8 +68,6 @@ class Plan:
     concurrency: int
     shared_memory: bool = False
     server: str = "tritonkit"  # or "pytriton"
-    parameters: tuple[tuple[str, str], ...] = ()  # config.pbtxt parameters on top of the export's
-    gpus: tuple[int, ...] = (0,)  # one instance group per GPU, each with the configuration's instance count
 
 
 def plans(max_batch: int, delay_us: int) -> list[Plan]:
@@ -74,14 +76,14 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
     Several instances on the GPU use the shared executor (``TRITONKIT_EXECUTOR`` "auto"); the MPS cell runs four
     instances in their own processes instead ("in_process"), the design the executor replaced.
     """
-    one, four = BenchConfig(1), BenchConfig(4)
-    b1, b2, b4, b8 = (BenchConfig(n, max_batch, delay_us) for n in (1, 2, 4, 8))
-    four_mps = BenchConfig(4, mps=True)
-    in_process = (("TRITONKIT_EXECUTOR", "in_process"),)
+    gpu0 = (0,)
+    one, four = BenchConfig(1, gpus=gpu0), BenchConfig(4, gpus=gpu0)
+    b1, b2, b4, b8 = (BenchConfig(n, max_batch, delay_us, gpus=gpu0) for n in (1, 2, 4, 8))
+    four_mps = BenchConfig(4, mps=True, parameters=(("TRITONKIT_EXECUTOR", "in_process"),), gpus=gpu0)
     # Triton's max_queue_delay: waiting a little for more requests makes fewer, bigger batches per execute().
-    b4_wait = BenchConfig(4, max_batch, 250)
+    b4_wait = BenchConfig(4, max_batch, 250, gpus=gpu0)
     # The executor's order before the batching sweep (batches of 32 rows and more in order), for comparison.
-    serial32 = (("TRITONKIT_EXECUTOR_SERIAL_ROWS", "32"),)
+    b4_serial32 = BenchConfig(4, max_batch, 250, parameters=(("TRITONKIT_EXECUTOR_SERIAL_ROWS", "32"),), gpus=gpu0)
     return [
         # The no-work model under the loads the classifier gets: the serving path's own ceiling.
         Plan("nowork_i1_c1", NO_WORK, one, 1, 1, shared_memory=True),
@@ -99,11 +101,11 @@ def plans(max_batch: int, delay_us: int) -> list[Plan]:
         Plan("b4_single_shm_c256", MODEL, b4, 1, 256, shared_memory=True),
         Plan("b4_multi64_shm_c16", MODEL, b4, 64, 16, shared_memory=True),
         Plan("b4q250_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True),
-        Plan("b4q250serial32_single_shm_c64", MODEL, b4_wait, 1, 64, shared_memory=True, parameters=serial32),
+        Plan("b4q250serial32_single_shm_c64", MODEL, b4_serial32, 1, 64, shared_memory=True),
         # PyTriton gets the same loads as b2_single_c128 and b2_multi16_c16 (its shared-memory API is not used).
         Plan("pytriton_single_c128", MODEL, b2, 1, 128, server="pytriton"),
         Plan("pytriton_multi16_c16", MODEL, b2, 16, 16, server="pytriton"),
-        Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True, parameters=in_process),
+        Plan("i4mps_c64", MODEL, four_mps, 1, 64, shared_memory=True),
     ]
 
 
@@ -132,23 +134,10 @@ def export_models(repository: Path, max_batch: int) -> None:
 
 
 def raw_table(raw: CudaRawModel) -> list[dict[str, Any]]:
-    rows = []
-    for batch in RAW_BATCHES:
-        module, graph = raw.time("module", batch), raw.time("graph", batch)
-        rows.append(
-            {
-                "batch": batch,
-                "module_ms": module.median_call_ms,
-                "module_spread_ms": module.spread_ms,
-                "graph_ms": graph.median_call_ms,
-                "graph_spread_ms": graph.spread_ms,
-                "best_img_per_s": max(module.samples_per_s, graph.samples_per_s),
-            }
-        )
-        log(
-            f"raw bs{batch}: module {module.median_call_ms:.3f} ms, graph {graph.median_call_ms:.3f} ms, "
-            f"best {rows[-1]['best_img_per_s']:.0f} img/s"
-        )
+    rows = library_raw_table(raw, RAW_BATCHES)
+    for row in rows:
+        row["best_img_per_s"] = row["best_samples_per_s"]
+        log(f"raw bs{row['batch']}: module {row['module_ms']:.3f} ms, graph {row['graph_ms']:.3f} ms")
     return rows
 
 
@@ -207,22 +196,19 @@ def served_cells(
         env={**mps_environment(mps_root), "TRITONKIT_PROFILE_S": "3"},
         extra_args=backend_config,
     )
-    loaded: tuple[str, BenchConfig, tuple[tuple[str, str], ...], tuple[int, ...]] | None = None
+    loaded: tuple[str, BenchConfig] | None = None
     with contextlib.ExitStack() as daemon, server:
         for plan in (p for p in selected if p.server == "tritonkit"):
             if plan.config.mps and not mps_report:
                 daemon.enter_context(mps_daemon(mps_root))
                 mps_report["daemon"] = "started"
-            if loaded != (plan.model, plan.config, plan.parameters, plan.gpus):
+            if loaded != (plan.model, plan.config):
                 if loaded is not None:
-                    server_client(server).unload_model(loaded[0])
-                    wait_unloaded(server, loaded[0])
+                    unload_and_wait(server.grpc_url, loaded[0], server.pid)
                 started = time.monotonic()
-                config = with_parameters(bases[plan.model], plan)
-                load_configuration(server.grpc_url, plan.model, config, plan.config, 600)
-                elapsed = time.monotonic() - started
-                log(f"loaded {plan.model} as {plan.config.key} {dict(plan.parameters)} in {elapsed:.1f} s")
-                loaded = (plan.model, plan.config, plan.parameters, plan.gpus)
+                load_configuration(server.grpc_url, plan.model, bases[plan.model], plan.config, 600)
+                log(f"loaded {plan.model} as {plan.config.key} in {time.monotonic() - started:.1f} s")
+                loaded = (plan.model, plan.config)
                 if plan.config.mps:
                     time.sleep(1.0)
                     attached = set(mps_clients(mps_root))
@@ -236,18 +222,18 @@ def served_cells(
             cell_settings = dataclasses.replace(
                 settings, frames_per_request=plan.frames, shared_memory=plan.shared_memory
             )
-            with HostCpu(server.pid) as host:
-                cell = measure_cell(
-                    server.grpc_url,
-                    server.grpc_url,
-                    plan.model,
-                    bases[plan.model],
-                    plan.config,
-                    plan.concurrency,
-                    cell_settings,
-                    raw if plan.model == MODEL else NoRaw(),
-                )
-            cores = host.cores()
+            cell = measure_cell(
+                server.grpc_url,
+                server.grpc_url,
+                plan.model,
+                bases[plan.model],
+                plan.config,
+                plan.concurrency,
+                cell_settings,
+                raw if plan.model == MODEL else NoRaw(),
+                server_pid=server.pid,
+            )
+            cores = cell.host_cores
             cells[plan.key] = {**cell_dict(plan, cell), "host_cpu_cores": cores}
             log(f"{plan.key}: host busy cores " + ", ".join(f"{k} {v:.1f}" for k, v in cores.items()))
             log(summary_line(plan.key, cells[plan.key]))
@@ -258,44 +244,31 @@ def served_cells(
                 log(summary_line(sync["key"], sync))
             save(cells)
         if loaded is not None:
-            server_client(server).unload_model(loaded[0])
-            wait_unloaded(server, loaded[0])
+            unload_and_wait(server.grpc_url, loaded[0], server.pid)
     (out / "tritonserver.log").write_text(server.log_text())
     return cells, mps_report
 
 
-def with_parameters(base: ModelConfig, plan: Plan) -> ModelConfig:
-    proto = model_config_pb2.ModelConfig()
-    proto.CopyFrom(base.proto)
-    for key, value in plan.parameters:
-        proto.parameters[key].string_value = value
-    del proto.instance_group[:]
-    for gpu in plan.gpus:
-        proto.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_GPU, gpus=[gpu], count=1)
-    return ModelConfig(proto)
-
-
 def batching_sweep_plans(max_batch: int) -> list[Plan]:
     """P3b's knobs at c=64 with single frames: instances, queue delay, and which batches the executor orders."""
-    cells = [Plan("i1_c64", MODEL, BenchConfig(1), 1, 64, shared_memory=True)]
+    cells = [Plan("i1_c64", MODEL, BenchConfig(1, gpus=(0,)), 1, 64, shared_memory=True)]
     for instances, delay_us in ((2, 250), (3, 250), (4, 100), (4, 250), (4, 500), (6, 250), (8, 250)):
-        config = BenchConfig(instances, max_batch, delay_us)
+        config = BenchConfig(instances, max_batch, delay_us, gpus=(0,))
         cells.append(Plan(f"b{instances}q{delay_us}_single_shm_c64", MODEL, config, 1, 64, shared_memory=True))
     for rows in (8, max_batch + 1):
         parameters = (("TRITONKIT_EXECUTOR_SERIAL_ROWS", str(rows)),)
-        config = BenchConfig(4, max_batch, 250)
-        key = f"b4q250serial{rows}_single_shm_c64"
-        cells.append(Plan(key, MODEL, config, 1, 64, shared_memory=True, parameters=parameters))
+        config = BenchConfig(4, max_batch, 250, parameters=parameters, gpus=(0,))
+        cells.append(Plan(f"b4q250serial{rows}_single_shm_c64", MODEL, config, 1, 64, shared_memory=True))
     return cells
 
 
 def multi_gpu_plans(max_batch: int, delay_us: int, gpus: int) -> list[Plan]:
     """P7: the same load per GPU, on GPU 0 alone and on one instance group per GPU."""
-    b4 = BenchConfig(4, max_batch, delay_us)
-    every = tuple(range(gpus))
+    b4 = BenchConfig(4, max_batch, delay_us, gpus=(0,))
+    b4_every = BenchConfig(4, max_batch, delay_us, gpus=tuple(range(gpus)))
     return [
         Plan("b4_multi64_shm_c16_gpu0", MODEL, b4, 64, 16, shared_memory=True),
-        Plan(f"b4_multi64_shm_c{16 * gpus}_{gpus}gpus", MODEL, b4, 64, 16 * gpus, shared_memory=True, gpus=every),
+        Plan(f"b4_multi64_shm_c{16 * gpus}_{gpus}gpus", MODEL, b4_every, 64, 16 * gpus, shared_memory=True),
     ]
 
 
@@ -318,31 +291,6 @@ def sync_latency(url: str, name: str, requests: int = 2000) -> dict[str, Any]:
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
     }
-
-
-class NoRaw:
-    """The no-work model's 'raw' speed is not a meaningful ceiling; its cells carry none."""
-
-    def measure(self, batch_size: int, *, duration_s: float = 1.0) -> Any:
-        from tritonkit.bench.raw import RawMeasurement
-
-        return RawMeasurement(batch_size, 0.0, 0.0)
-
-
-def server_client(server: EmbeddedServer) -> Any:
-    import tritonclient.grpc as grpcclient
-
-    return grpcclient.InferenceServerClient(server.grpc_url)
-
-
-def wait_unloaded(server: EmbeddedServer, name: str, timeout_s: float = 120) -> None:
-    # Stub processes hold GPU memory (and MPS clients) until the unload has finished.
-    client = server_client(server)
-    deadline = time.monotonic() + timeout_s
-    while client.is_model_ready(name) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    while stub_pids(server) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def cell_dict(plan: Plan, cell: Cell) -> dict[str, Any]:

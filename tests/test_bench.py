@@ -47,11 +47,19 @@ def test_quick_bench_writes_table_json_csv_and_png(quick_bench):
     assert code == 0, output
     assert "eff" in output and "1 inst, b≤16 5ms" in output
     results = json.loads((out / "results.json").read_text())
-    assert results["configs"] == ["i1", "i2", "i1b16d5000", "i2b8d2000"]
-    assert len(results["cells"]) == 8
-    assert all(cell["requests_per_s"] > 0 and cell["raw_samples_per_s"] > 0 for cell in results["cells"])
+    assert results["configs"] == ["i1", "i2", "i1b16d5000", "i2b8d250"]
+    served = [cell for cell in results["cells"] if cell["model"] == "tiny" and cell["frames_per_request"] == 1]
+    assert len(served) == 8
+    # The reference configuration (the biggest batching one) also runs with full-batch requests, and the no-work
+    # stand-in runs with it once.
+    full = [cell for cell in results["cells"] if cell["frames_per_request"] == 8]
+    assert [(cell["config"], cell["concurrency"]) for cell in full] == [("i2b8d250", 1), ("i2b8d250", 8)]
+    assert [cell["model"] for cell in results["cells"]].count("tiny__no_work") == 1
+    assert len(results["cells"]) == 11
+    assert all(cell["requests_per_s"] > 0 for cell in results["cells"])
+    assert all(cell["raw_samples_per_s"] > 0 for cell in served + full)
     assert all(not cell["failures"] and cell["server_failures"] == 0 for cell in results["cells"])
-    assert (out / "results.csv").read_text().count("\n") == 9
+    assert (out / "results.csv").read_text().count("\n") == 12
     with Image.open(out / "throughput_vs_p99.png") as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] > 400
@@ -59,12 +67,16 @@ def test_quick_bench_writes_table_json_csv_and_png(quick_bench):
 
 def test_batching_configs_batch_and_the_others_do_not(quick_bench):
     _, _, out = quick_bench
-    cells = {(c["config"], c["concurrency"]): c for c in json.loads((out / "results.json").read_text())["cells"]}
+    cells = {
+        (c["config"], c["concurrency"]): c
+        for c in json.loads((out / "results.json").read_text())["cells"]
+        if c["model"] == "tiny" and c["frames_per_request"] == 1
+    }
     for config in ("i1", "i2"):
         for concurrency in (1, 8):
             assert cells[(config, concurrency)]["average_batch"] == 1.0
     assert cells[("i1b16d5000", 8)]["average_batch"] > 1.0
-    assert cells[("i2b8d2000", 8)]["average_batch"] > 1.0
+    assert cells[("i2b8d250", 8)]["average_batch"] > 1.0
 
 
 def test_apply_changes_only_the_fields_the_bench_changed(bench_repository, tmp_path):
@@ -72,7 +84,7 @@ def test_apply_changes_only_the_fields_the_bench_changed(bench_repository, tmp_p
     before = config_path.read_text()
     code, output = run(
         "bench", "tiny", "-r", str(bench_repository), "--configs", "i2b8d1000", "--concurrency", "4",
-        "--warmup-s", "0.3", "--window-s", "1", "--out", str(tmp_path), "--p99-ms", "10000", "--apply",
+        "--warmup-s", "0.3", "--window-s", "1", "--out", str(tmp_path), "--p99-ms", "10000", "--apply", "--no-ceiling",
     )  # fmt: skip
     assert code == 0, output
     assert "applied i2b8d1000" in output
@@ -90,7 +102,7 @@ def test_apply_changes_only_the_fields_the_bench_changed(bench_repository, tmp_p
 def test_no_config_under_the_budget_is_reported(bench_repository, tmp_path):
     code, output = run(
         "bench", "tiny", "-r", str(bench_repository), "--configs", "i1", "--concurrency", "2",
-        "--warmup-s", "0.2", "--window-s", "0.5", "--out", str(tmp_path), "--p99-ms", "0.001",
+        "--warmup-s", "0.2", "--window-s", "0.5", "--out", str(tmp_path), "--p99-ms", "0.001", "--no-ceiling",
     )  # fmt: skip
     assert code == 2
     assert "no configuration kept p99 within 0.001 ms" in output
@@ -105,7 +117,7 @@ def test_shared_memory_bench_sends_through_dev_shm_and_cleans_up(bench_repositor
     assert code == 0, output
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["settings"]["shared_memory"] is True and results["settings"]["frames_per_request"] == 2
-    (cell,) = results["cells"]
+    (cell,) = [c for c in results["cells"] if c["frames_per_request"] == 2 and c["model"] == "tiny"]
     assert cell["requests_per_s"] > 0 and cell["samples_per_s"] == pytest.approx(2 * cell["requests_per_s"])
     assert not cell["failures"] and cell["server_failures"] == 0
     assert sorted(Path("/dev/shm").glob("tritonkit-load-*")) == before
@@ -115,7 +127,8 @@ def test_shared_memory_bench_sends_through_dev_shm_and_cleans_up(bench_repositor
     ("args", "message"),
     [
         (("--configs", "x4"), "bench configuration 'x4' is not of the form i<instances>"),
-        (("--configs", "i1b640"), "error: ConfigError: configuration i1b640d2000: max batch 640 is over the model's"),
+        (("--gpus", "0,1"), "--gpus 0,1: this machine has 0 GPU(s)"),
+        (("--configs", "i1b640"), "error: ConfigError: configuration i1b640d250: max batch 640 is over the model's"),
         (("--apply",), "--apply needs --p99-ms"),
         (("--mps", "on"), "--mps on needs an NVIDIA GPU"),
         (("--concurrency", "1,a"), "comma-separated list of integers"),

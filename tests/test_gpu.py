@@ -199,3 +199,20 @@ def test_several_gpu_instances_share_one_executor_with_a_lane_each(tmp_path):
         with ThreadPoolExecutor(3) as pool:
             batches = list(pool.map(lambda i: infer(server.grpc_url, "r18x3", frames[i : i + 8], "FP32"), (0, 8, 16)))
         np.testing.assert_allclose(np.concatenate(batches), expected, rtol=1e-2, atol=1e-3)
+
+
+def test_bench_loads_every_configuration_fresh_so_four_gpu_instances_share_one_executor(gpu_repository, tmp_path):
+    """i1 then i4: loaded over i1, Triton's instance update would keep i1's instance in a CUDA context of its own."""
+    from typer.testing import CliRunner
+
+    from tritonkit.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["bench", "r18", "-r", str(gpu_repository), "--configs", "i1,i4", "--concurrency", "8", "--warmup-s", "0.3",
+         "--window-s", "0.5", "--no-ceiling", "--mps", "off", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pattern = r"tritonkit: instance (r18_\d+_\d+) of model 'r18' on GPU 0: executor (\w+) \((\d+) instances"
+    lines = re.findall(pattern, (tmp_path / "tritonserver.log").read_text())
+    assert [(mode, count) for _, mode, count in lines] == [("in_process", "1")] + [("shared", "4")] * 4, lines

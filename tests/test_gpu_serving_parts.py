@@ -181,14 +181,12 @@ def test_channels_last_export_stores_convolution_weights_nhwc(tmp_path):
 
 
 def test_host_cpu_counts_a_busy_process_group_by_kind():
-    """benchmarks/host_cpu.py: the cores a server tree used during a cell (a busy child stands in for a stub)."""
+    """tritonkit.bench.hostcpu: the cores a server tree used during a cell (a busy child stands in for a stub)."""
     import subprocess
     import sys
     import time
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from host_cpu import HostCpu
-
+    from tritonkit.bench.hostcpu import HostCpu
     from tritonkit.server.watchdog import cpu_seconds
 
     spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tritonkit.loadtest
 from tritonkit.client import InputSpec
 from tritonkit.errors import InvalidInput, TritonkitError
 from tritonkit.loadtest import (
@@ -19,7 +20,6 @@ from tritonkit.loadtest import (
     find_locustfile,
     histogram_percentile,
     locust_command,
-    project_root,
     read_steps_csv,
     target_url,
     write_steps_csv,
@@ -181,7 +181,9 @@ def test_steps_csv_round_trip(tmp_path):
 
 
 def test_find_locustfile():
-    assert find_locustfile() == project_root() / "loadtest" / "locustfile.py"
+    # The packaged file, in a checkout too: loadtest/locustfile.py only re-exports it.
+    assert find_locustfile() == Path(tritonkit.loadtest.__file__).resolve().parent / "locustfile.py"
+    assert find_locustfile().is_file()
     with pytest.raises(TritonkitError, match=r"locustfile /nowhere/locustfile\.py does not exist"):
         find_locustfile("/nowhere/locustfile.py")
 

@@ -17,4 +17,4 @@ python3 -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv | tee "$out/gpu.txt"
 python3 -c 'import sys, numpy, torch; print(sys.version.split()[0], numpy.__version__, torch.__version__)' | tee -a "$out/gpu.txt"
-PYTHONUNBUFFERED=1 python3 benchmarks/gpu_serving.py --out "$out" --mps-dir "$mps" "$@" 2>&1 | tee "$out/gpu_serving.log"
+PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_serving --out "$out" --mps-dir "$mps" "$@" 2>&1 | tee "$out/gpu_serving.log"

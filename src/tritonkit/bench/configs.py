@@ -1,13 +1,16 @@
 """The serving configurations a bench compares, and the config override each one loads the model with.
 
 A configuration is written compactly: ``i4`` is four instances without dynamic batching, ``i1b16`` one instance
-with dynamic batching up to 16, ``i2b16d500`` the same with two instances and a 500 µs queue delay, and a ``+mps``
-suffix runs it with an NVIDIA MPS daemon. The override keeps everything else of the model's own config.pbtxt.
+with dynamic batching up to 16, ``i2b16d500`` the same with two instances and a 500 µs queue delay, a ``+mps``
+suffix runs it with an NVIDIA MPS daemon, and ``+own`` gives every instance its own process and CUDA context
+(``TRITONKIT_EXECUTOR`` "in_process": the GPU time-slices them) instead of tritonkit's shared executor. The
+override keeps everything else of the model's own config.pbtxt; ``gpus`` writes one instance group per GPU.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -15,43 +18,74 @@ from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
 
-__all__ = ["BenchConfig", "default_configs", "parse_configs"]
+__all__ = ["DEFAULT_QUEUE_DELAY_US", "BenchConfig", "default_configs", "parse_configs"]
 
-_SPEC = re.compile(r"^i(?P<instances>\d+)(?:b(?P<batch>\d+)(?:d(?P<delay>\d+))?)?(?P<mps>\+mps)?$")
+# The bench's and the export's dynamic-batching queue delay. Measured on an H200 (docs/performance.md): 250 µs
+# formed batches as well as no delay under load, while 2,000 µs cost every request at low load its full wait.
+DEFAULT_QUEUE_DELAY_US = 250
+
+_SPEC = re.compile(r"^i(?P<instances>\d+)(?:b(?P<batch>\d+)(?:d(?P<delay>\d+))?)?(?P<flags>(?:\+(?:mps|own))*)$")
+_OWN_PROCESSES = (("TRITONKIT_EXECUTOR", "in_process"),)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One way to serve the model: instance count, dynamic batching (max batch, queue delay) and MPS."""
+    """One way to serve the model: instances, dynamic batching (max batch, queue delay), MPS, GPUs, parameters."""
 
     instances: int
     max_batch: int = 0  # 0: no dynamic batching, so each execution runs exactly one request
     queue_delay_us: int = 0
     mps: bool = False
+    # config.pbtxt parameters on top of the model's own, e.g. the executor mode.
+    parameters: tuple[tuple[str, str], ...] = ()
+    # None: the model's own instance placement; else one instance group of ``instances`` per listed GPU.
+    gpus: tuple[int, ...] | None = None
 
     @property
     def batching(self) -> bool:
         return self.max_batch > 0
 
     @property
+    def own_processes(self) -> bool:
+        return dict(self.parameters).get("TRITONKIT_EXECUTOR") == "in_process"
+
+    @property
     def key(self) -> str:
         text = f"i{self.instances}"
         if self.batching:
             text += f"b{self.max_batch}d{self.queue_delay_us}"
-        return text + ("+mps" if self.mps else "")
+        text += "+own" if self.own_processes else ""
+        text += "+mps" if self.mps else ""
+        extra = [f"{k}={v}" for k, v in self.parameters if (k, v) not in _OWN_PROCESSES]
+        if extra:
+            text += "[" + ",".join(extra) + "]"
+        if self.gpus is not None:
+            text += "@gpus" + ",".join(str(gpu) for gpu in self.gpus)
+        return text
 
     @property
     def label(self) -> str:
-        """Short enough for a table column: "2 inst", "1 inst, b≤16 2ms", "4 inst, MPS"."""
+        """A row name: "2 inst", "1 inst, b≤16 2ms", "4 inst own procs, MPS", "4 inst ×2 GPUs, b≤64 0.25ms"."""
         text = f"{self.instances} inst"
+        if self.gpus is not None and len(self.gpus) > 1:
+            text += f" ×{len(self.gpus)} GPUs"
+        if self.own_processes:
+            text += " own procs"
         if self.batching:
             text += f", b≤{self.max_batch} {self.queue_delay_us / 1000:g}ms"
+        extra = [f"{k}={v}" for k, v in self.parameters if (k, v) not in _OWN_PROCESSES]
+        text += "".join(f", {item}" for item in extra)
         return text + (", MPS" if self.mps else "")
 
     def override(self, base: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
-        """``base`` with this configuration's instances and batching; everything else is kept."""
+        """``base`` with this configuration's instances, batching and parameters; everything else is kept."""
         config = model_config_pb2.ModelConfig()
         config.CopyFrom(base)
+        if self.gpus is not None:
+            kind = model_config_pb2.ModelInstanceGroup.KIND_GPU
+            del config.instance_group[:]
+            for gpu in self.gpus:
+                config.instance_group.add(kind=kind, gpus=[gpu], count=self.instances)
         if not config.instance_group:
             config.instance_group.add()
         for group in config.instance_group:
@@ -67,6 +101,8 @@ class BenchConfig:
             del config.dynamic_batching.preferred_batch_size[:]
         else:
             config.ClearField("dynamic_batching")
+        for key, value in self.parameters:
+            config.parameters[key].string_value = value
         # Triton refuses to load a model whose warm-up sample is larger than its max_batch_size.
         kept = [w for w in config.model_warmup if w.batch_size <= config.max_batch_size]
         del config.model_warmup[:]
@@ -87,25 +123,40 @@ def parse_configs(text: str, *, default_delay_us: int) -> list[BenchConfig]:
         match = _SPEC.match(item)
         if not match or int(match["instances"]) < 1 or (match["batch"] is not None and int(match["batch"]) < 1):
             raise ConfigError(
-                f"bench configuration {item!r} is not of the form i<instances>[b<max batch>[d<delay µs>]][+mps], "
-                "e.g. i1, i4, i1b16, i2b16d500, i4+mps"
+                f"bench configuration {item!r} is not of the form i<instances>[b<max batch>[d<delay µs>]][+own][+mps],"
+                " e.g. i1, i4, i1b16, i2b16d500, i4+own+mps"
             )
         batch = int(match["batch"] or 0)
         delay = int(match["delay"]) if match["delay"] is not None else (default_delay_us if batch else 0)
-        configs.append(BenchConfig(int(match["instances"]), batch, delay, bool(match["mps"])))
+        flags = match["flags"]
+        parameters = _OWN_PROCESSES if "+own" in flags else ()
+        configs.append(BenchConfig(int(match["instances"]), batch, delay, "+mps" in flags, parameters))
     if not configs:
         raise ConfigError("no bench configuration given")
     return configs
 
 
-def default_configs(instances: int, max_batch: int, delay_us: int, *, mps: bool) -> list[BenchConfig]:
-    """The comparison the bench exists for: 1 instance, N instances, batching, both, and the same under MPS."""
-    configs = [
-        BenchConfig(1),
-        BenchConfig(instances),
-        BenchConfig(1, max_batch, delay_us),
-        BenchConfig(instances, max_batch, delay_us),
-    ]
-    if mps:
-        configs += [BenchConfig(instances, mps=True), BenchConfig(instances, max_batch, delay_us, mps=True)]
+def default_configs(
+    instances: int, max_batch: int, delay_us: int, *, gpu: bool, mps: bool, gpus: Sequence[int] = ()
+) -> list[BenchConfig]:
+    """The comparison the bench exists for: 1 instance, N instances, batching, and on a GPU how N instances share it.
+
+    On a GPU, N instances run through the shared executor by default; the bench sets that against N instances in
+    their own processes (time-sliced by the GPU) and, where an MPS daemon can run, the same under MPS. With
+    ``gpus`` (two or more), the batching configuration is added with one instance group per GPU.
+    """
+    # With several GPUs listed, the one-GPU rows are pinned to the first: a KIND_GPU group without ``gpus`` would
+    # put its instances on every GPU.
+    one = (gpus[0],) if len(gpus) > 1 else None
+    own = _OWN_PROCESSES
+    configs = [BenchConfig(1, gpus=one), BenchConfig(instances, gpus=one)]
+    if gpu and instances > 1:
+        configs.append(BenchConfig(instances, parameters=own, gpus=one))
+        if mps:
+            configs.append(BenchConfig(instances, mps=True, parameters=own, gpus=one))
+    if max_batch > 0:
+        configs.append(BenchConfig(1, max_batch, delay_us, gpus=one))
+        configs.append(BenchConfig(instances, max_batch, delay_us, gpus=one))
+        if len(gpus) > 1:
+            configs.append(BenchConfig(instances, max_batch, delay_us, gpus=tuple(gpus)))
     return list(dict.fromkeys(configs))  # with instances == 1 the first pairs coincide

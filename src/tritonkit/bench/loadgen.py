@@ -25,7 +25,7 @@ from tritonkit.client.errors import classify
 from tritonkit.client.shm import Region
 from tritonkit.repository.dtypes import to_numpy_dtype
 
-__all__ = ["LoadResult", "LoadSpec", "run_load", "start_delay_s"]
+__all__ = ["LoadPool", "LoadResult", "LoadSpec", "run_load", "start_delay_s"]
 
 
 @dataclass(frozen=True)
@@ -143,25 +143,63 @@ def _drive_in_process(spec: LoadSpec, concurrency: int, start_at: float) -> Load
         raise RuntimeError(f"load generator failed: {type(classify(error)).__name__}: {error}") from None
 
 
-def start_delay_s(processes: int) -> float:
+def start_delay_s(processes: int, *, warm: bool = False) -> float:
     """How long after ``run_load`` is called the load starts: spawned interpreters first import tritonclient."""
-    return 3.0 if processes > 1 else 0.05
+    if processes <= 1:
+        return 0.05
+    return 0.5 if warm else 3.0
 
 
-def run_load(spec: LoadSpec, processes: int = 1, start_at: float | None = None) -> LoadResult:
+class LoadPool:
+    """Client processes kept for a whole bench: spawning and importing tritonclient once, not once per cell."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = max(1, processes)
+        self._pool: Any = None
+
+    def __enter__(self) -> LoadPool:
+        if self.processes > 1:
+            self._pool = multiprocessing.get_context("spawn").Pool(self.processes)
+            # Each process imports the client library now, while nothing is measured.
+            self._pool.map(_warm, range(self.processes))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def starmap(self, function: Any, arguments: list[tuple[Any, ...]]) -> list[Any]:
+        assert self._pool is not None
+        return list(self._pool.starmap(function, arguments))
+
+
+def _warm(_: int) -> None:
+    import tritonclient.grpc.aio
+    import tritonclient.http.aio  # noqa: F401
+
+
+def run_load(
+    spec: LoadSpec, processes: int = 1, start_at: float | None = None, *, pool: LoadPool | None = None
+) -> LoadResult:
     """Run one measurement; with ``processes`` > 1 the concurrency is split over that many client processes.
 
-    The load starts at ``start_at`` (CLOCK_MONOTONIC), by default as soon as the processes can be ready.
+    The load starts at ``start_at`` (CLOCK_MONOTONIC), by default as soon as the processes can be ready. With a
+    ``pool``, its processes are used (at most as many as it has) instead of fresh ones.
     """
-    processes = max(1, min(processes, spec.concurrency))
+    processes = max(1, min(processes, spec.concurrency, pool.processes if pool else processes))
     if start_at is None:
-        start_at = time.monotonic() + start_delay_s(processes)
+        start_at = time.monotonic() + start_delay_s(processes, warm=pool is not None)
     if processes == 1:
         return _drive_in_process(spec, spec.concurrency, start_at)
     shares = [spec.concurrency // processes + (1 if i < spec.concurrency % processes else 0) for i in range(processes)]
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes) as pool:
-        parts = pool.starmap(_drive_in_process, [(spec, share, start_at) for share in shares])
+    arguments = [(spec, share, start_at) for share in shares]
+    if pool is not None and pool.processes >= processes:
+        parts = pool.starmap(_drive_in_process, arguments)
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as fresh:
+            parts = fresh.starmap(_drive_in_process, arguments)
     total = LoadResult(window_s=spec.window_s)
     for part in parts:
         total.merge(part)

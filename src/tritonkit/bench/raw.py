@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from tritonkit.repository.dtypes import to_numpy_dtype
 
-__all__ = ["RawMeasurement", "RawModel", "random_samples"]
+__all__ = ["NoRaw", "RawLike", "RawMeasurement", "RawModel", "random_samples"]
 
 
 def random_samples(dtype: np.dtype, shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -32,6 +32,20 @@ class RawMeasurement:
     batch_size: int
     samples_per_s: float
     median_call_ms: float
+
+
+class RawLike(Protocol):
+    """What a cell is set against: the model's own speed at a batch size."""
+
+    def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement: ...
+
+
+class NoRaw:
+    """For the no-work stand-in, whose "raw" speed is no ceiling: its cells carry none."""
+
+    def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement:
+        del duration_s
+        return RawMeasurement(batch_size, 0.0, 0.0)
 
 
 class RawModel:
@@ -51,13 +65,6 @@ class RawModel:
         self.sample_shape = sample_shape
         self.device = device
         self._cache: dict[int, RawMeasurement] = {}
-        self._cuda: Any = None
-        if device == "cuda" and model_file.suffix == ".pt":
-            # On a GPU the model's own speed is what CUDA events measure, the faster of module and graph.
-            from tritonkit.bench.raw_cuda import CudaRawModel
-
-            self._cuda = CudaRawModel(model_file, datatype=datatype, sample_shape=sample_shape)
-            return
         self._run = self._load(threads)
 
     def _load(self, threads: int | None) -> Callable[[np.ndarray], None]:
@@ -91,9 +98,6 @@ class RawModel:
     def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement:
         """Samples per second at ``batch_size``, after warm-up; each batch size is measured once per run."""
         if batch_size in self._cache:
-            return self._cache[batch_size]
-        if self._cuda is not None:
-            self._cache[batch_size] = self._cuda.measure(batch_size)
             return self._cache[batch_size]
         batch = random_samples(self.dtype, (batch_size, *self.sample_shape), seed=batch_size)
         for _ in range(3):

@@ -10,50 +10,47 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
 from tritonkit.bench.runner import Cell
+from tritonkit.bench.text import table
 
-__all__ = ["cells_table", "write_csv", "write_json", "write_plot"]
+__all__ = ["cells_text", "write_csv", "write_json", "write_plot"]
 
 
 def _ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1f}"
 
 
-def cells_table(cells: Sequence[Cell], *, title: str) -> Table:
-    """Setup | c | throughput | p50/p99 | avg batch | server queue/compute | failures | GPU | served/raw.
+def cells_text(cells: Sequence[Cell]) -> str:
+    """Every cell: setup | c | throughput | p50/p99 | avg batch | server queue/compute | failures | GPU | host | eff.
 
-    Compact enough for an 80-column terminal; results.json and results.csv carry every number in full.
+    Plain text, as wide as its rows: nothing is cut in a log or a pipe. results.json and results.csv carry every
+    number in full.
     """
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        pad_edge=False,
-        caption="q/c: server queue/compute per request; eff: served/raw at the batch formed",
-    )
     show_gpu = any(cell.gpu_utilisation_pct is not None for cell in cells)
-    columns = ["setup", "c", "req/s", "p50/p99 ms", "batch", "q/c ms", "fail"]
-    columns += ["GPU"] if show_gpu else []
-    for column in [*columns, "eff"]:
-        table.add_column(column, justify="left" if column == "setup" else "right", no_wrap=True)
+    headers = ["setup", "c", "samples/s", "p50/p99 ms", "batch", "q/c ms", "fail"]
+    headers += ["GPU"] if show_gpu else []
+    headers += ["host cores", "eff"]
+    rows = []
     for cell in cells:
+        frames = f" ×{cell.frames_per_request}f" if cell.frames_per_request > 1 else ""
+        setup = ("no-work " if cell.model and cell.model.endswith("__no_work") else "") + cell.label + frames
         row = [
-            cell.label,
+            setup,
             str(cell.concurrency),
             f"{cell.samples_per_s:,.0f}",
             f"{_ms(cell.p50_ms)}/{_ms(cell.p99_ms)}",
             f"{cell.average_batch:.2f}",
-            f"{cell.queue_us_per_request / 1000:.1f}/{cell.compute_us_per_request / 1000:.1f}",
+            f"{cell.queue_us_per_request / 1000:.2f}/{cell.compute_us_per_request / 1000:.2f}",
             str(sum(cell.failures.values()) + cell.server_failures),
         ]
         if show_gpu:
             row.append("-" if cell.gpu_utilisation_pct is None else f"{cell.gpu_utilisation_pct:.0f}%")
-        row.append(f"{cell.efficiency:.2f}")
-        table.add_row(*row)
-    return table
+        busy, cpus = cell.host_cores.get("machine"), cell.host_cores.get("cpus")
+        row.append(f"{busy:.1f}/{cpus:.0f}" if busy is not None and cpus else "-")
+        row.append("-" if math.isnan(cell.efficiency) else f"{cell.efficiency:.2f}")
+        rows.append(row)
+    legend = "q/c: server queue/compute per request; eff: served/raw at the batch formed; ×Nf: N frames a request"
+    return table(headers, rows) + "\n" + legend
 
 
 def _record(cell: Cell) -> dict[str, Any]:
@@ -77,8 +74,15 @@ def write_csv(path: Path, cells: Sequence[Cell]) -> Path:
         writer.writeheader()
         for record in records:
             record["failures"] = ";".join(f"{k}={v}" for k, v in record["failures"].items())
+            record["host_cores"] = ";".join(f"{k}={v:.2f}" for k, v in record["host_cores"].items())
             writer.writerow(record)
     return path
+
+
+def _series(cell: Cell) -> str:
+    frames = f", {cell.frames_per_request} frames/req" if cell.frames_per_request > 1 else ""
+    stand_in = "no-work " if cell.model.endswith("__no_work") else ""
+    return stand_in + cell.label + frames
 
 
 def write_plot(path: Path, cells: Sequence[Cell], *, title: str) -> Path:
@@ -89,9 +93,9 @@ def write_plot(path: Path, cells: Sequence[Cell], *, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=110)
-    labels = list(dict.fromkeys(cell.label for cell in cells))
+    labels = list(dict.fromkeys(_series(cell) for cell in cells))
     for label in labels:
-        measured = (c for c in cells if c.label == label and not math.isnan(c.p99_ms))
+        measured = (c for c in cells if _series(c) == label and not math.isnan(c.p99_ms))
         series = sorted(measured, key=lambda c: c.concurrency)
         if not series:
             continue

@@ -18,35 +18,43 @@ from tritonclient.grpc import model_config_pb2
 
 from tritonkit.bench.configs import BenchConfig
 from tritonkit.bench.gpu import GpuSampler
-from tritonkit.bench.loadgen import LoadSpec, run_load, start_delay_s
-from tritonkit.bench.raw import RawModel
-from tritonkit.client.errors import classify
+from tritonkit.bench.hostcpu import HostCpu
+from tritonkit.bench.loadgen import LoadPool, LoadSpec, run_load, start_delay_s
+from tritonkit.bench.raw import RawLike
 from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig, triton_dtype_name
 from tritonkit.repository.dtypes import to_numpy_dtype
 from tritonkit.repository.validate import model_filename, version_directories
 
-__all__ = ["BenchSettings", "Cell", "load_configuration", "measure_cell", "model_file_of", "output_byte_size"]
+__all__ = ["BenchSettings", "Cell", "measure_cell", "model_file_of", "output_byte_size"]
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    concurrency: tuple[int, ...] = (1, 4, 16, 64)
+    # A fixed list of concurrencies, or None for the sweep: doubling until saturated (tritonkit.bench.sweep).
+    concurrency: tuple[int, ...] | None = (1, 4, 16, 64)
     warmup_s: float = 2.0
     window_s: float = 5.0
     protocol: str = "grpc"
     client_processes: int | None = None  # None: one process, more where the concurrency and the cores allow
     frames_per_request: int = 1
     shared_memory: bool = False  # system shared memory for inputs and outputs (same-host clients)
+    max_concurrency: int = 256  # the sweep's cap
+    min_growth: float = 0.05  # the sweep stops when a doubling gains less than this
+    p99_budget_ms: float | None = None  # the sweep also stops once p99 leaves the budget
 
     def processes_for(self, concurrency: int) -> int:
         if self.client_processes:
             return self.client_processes
         # A Python client process tops out well below what a GPU server takes; on a small machine extra
         # processes would only take cores from the server.
-        spare_cores = (os.cpu_count() or 1) // 4
-        return max(1, min(4, spare_cores, math.ceil(concurrency / 32)))
+        return max(1, min(self.max_client_processes(), math.ceil(concurrency / 32)))
+
+    def max_client_processes(self) -> int:
+        if self.client_processes:
+            return self.client_processes
+        return max(1, min(8, (os.cpu_count() or 1) // 4))
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,12 @@ class Cell:
     input_us_per_request: float = 0.0
     infer_us_per_request: float = 0.0
     output_us_per_request: float = 0.0
+    model: str = ""  # the model served: the bench's model, or its no-work stand-in
+    frames_per_request: int = 1
+    shared_memory: bool = False
+    # Busy cores over the cell: the machine's, the server tree's by kind (tritonkit.bench.hostcpu), and "cpus".
+    host_cores: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""  # set on a sweep's last cell: what limited the next step
 
     @property
     def efficiency(self) -> float:
@@ -95,20 +109,6 @@ def model_file_of(model_dir: Path, config: ModelConfig) -> Path:
     return model_dir / str(max(versions)) / model_filename(config.proto)
 
 
-def load_configuration(grpc_url: str, name: str, base: ModelConfig, config: BenchConfig, timeout_s: float) -> None:
-    """Load ``name`` with ``config`` applied to its own config.pbtxt, and wait until it is ready."""
-    client = grpcclient.InferenceServerClient(grpc_url)
-    try:
-        client.load_model(name, config=config.override_json(base.proto))
-    except Exception as error:
-        raise ModelNotReady(f"loading {name!r} as {config.key} failed: {classify(error)}") from error
-    deadline = time.monotonic() + timeout_s
-    while not client.is_model_ready(name):
-        if time.monotonic() > deadline:
-            raise ModelNotReady(f"model {name!r} as {config.key} was not ready within {timeout_s:.0f} s")
-        time.sleep(0.1)
-
-
 def measure_cell(
     grpc_url: str,
     url: str,
@@ -117,12 +117,18 @@ def measure_cell(
     config: BenchConfig,
     concurrency: int,
     settings: BenchSettings,
-    raw: RawModel,
+    raw: RawLike,
+    *,
+    pool: LoadPool | None = None,
+    server_pid: int | None = None,
+    served: str | None = None,
 ) -> Cell:
+    """One window of closed-loop load on ``served`` (default ``name``), with the server's and the host's view."""
     tensor = base.proto.input[0]
+    served = served or name
     spec = LoadSpec(
         url=url,
-        model=name,
+        model=served,
         input_name=tensor.name,
         datatype=triton_dtype_name(tensor.data_type),
         shape=(settings.frames_per_request, *tensor.dims),
@@ -137,17 +143,17 @@ def measure_cell(
     stats_client = grpcclient.InferenceServerClient(grpc_url)
 
     def snapshot() -> ModelStats:
-        return ModelStats.from_json(stats_client.get_inference_statistics(name, as_json=True))
+        return ModelStats.from_json(stats_client.get_inference_statistics(served, as_json=True))
 
     # The server's counters are read as the window opens (warm-up excluded) and after it closes.
     processes = settings.processes_for(concurrency)
-    start_at = time.monotonic() + start_delay_s(processes)
+    start_at = time.monotonic() + start_delay_s(processes, warm=pool is not None)
     before: list[ModelStats] = []
     opens = threading.Timer(start_at + settings.warmup_s - time.monotonic(), lambda: before.append(snapshot()))
     opens.start()
     try:
-        with GpuSampler() as sampler:
-            result = run_load(spec, processes, start_at)
+        with GpuSampler() as sampler, HostCpu(server_pid) as host:
+            result = run_load(spec, processes, start_at, pool=pool)
     finally:
         opens.cancel()
     after = snapshot()
@@ -177,4 +183,8 @@ def measure_cell(
         input_us_per_request=server.input_us_per_request,
         infer_us_per_request=server.infer_us_per_request,
         output_us_per_request=server.output_us_per_request,
+        model=served,
+        frames_per_request=settings.frames_per_request,
+        shared_memory=settings.shared_memory,
+        host_cores=host.cores(),
     )

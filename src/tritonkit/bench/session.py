@@ -1,4 +1,11 @@
-"""One bench run from start to finish: start the server in explicit model-control mode, measure every cell, stop."""
+"""One bench run from start to finish: the raw model, every configuration swept, the no-work ceiling, the limits.
+
+The server starts in explicit model-control mode with nothing loaded. Each configuration is loaded fresh, swept
+over concurrency (:mod:`tritonkit.bench.sweep`) or measured at the fixed list, and unloaded completely before the
+next (:mod:`tritonkit.bench.control`). The configuration the ceiling refers to is also measured with full-batch
+requests, and then the no-work stand-in (:mod:`tritonkit.bench.ceiling`) is served with it under the same load.
+MPS configurations run last, under one daemon that is always quit.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +16,26 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonkit.bench.ceiling import ceiling_config, ceiling_files, ceiling_name
 from tritonkit.bench.configs import BenchConfig
+from tritonkit.bench.control import load_configuration, load_override, unload_and_wait
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
-from tritonkit.bench.raw import RawModel
-from tritonkit.bench.runner import BenchSettings, Cell, load_configuration, measure_cell, model_file_of
-from tritonkit.repository import triton_dtype_name, validate_model
+from tritonkit.bench.loadgen import LoadPool
+from tritonkit.bench.raw import NoRaw, RawLike
+from tritonkit.bench.rawtable import open_raw_model, raw_batches, raw_table
+from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of
+from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
+from tritonkit.errors import TritonkitError
+from tritonkit.repository import ModelConfig, triton_dtype_name, validate_model
 from tritonkit.server import EmbeddedServer
 
-__all__ = ["BenchResult", "run_bench"]
+__all__ = ["BenchResult", "reference_config", "run_bench"]
 
 _THREAD_PARAMETERS = ("intra_op_thread_count", "INTRA_OP_THREAD_COUNT")
 
@@ -31,11 +45,87 @@ class BenchResult:
     model: str
     cells: list[Cell]
     context: dict[str, Any]
+    stops: dict[str, str] = field(default_factory=dict)  # row key -> what limited its last step
+    configs: dict[str, BenchConfig] = field(default_factory=dict)  # cell.config -> the configuration
+    server_log: str = ""
 
 
 def _uses_gpu(kinds: Sequence[int], gpus: Sequence[str]) -> bool:
     # KIND_AUTO (0) and KIND_GPU (1) instances run on a GPU wherever the server sees one.
     return bool(gpus) and any(kind in (0, 1) for kind in kinds)
+
+
+def reference_config(configs: Sequence[BenchConfig]) -> BenchConfig | None:
+    """The configuration the no-work ceiling and the full-batch rows use: the biggest batching one on one GPU."""
+    candidates = [c for c in configs if not c.mps and (c.gpus is None or len(c.gpus) == 1)]
+    batching = [c for c in candidates if c.batching]
+    pool = batching or candidates
+    return max(pool, key=lambda c: (c.instances, c.max_batch), default=None)
+
+
+def row_key(cell: Cell) -> str:
+    """Cells of one row: the same model, configuration and frames per request."""
+    frames = f"×{cell.frames_per_request}f" if cell.frames_per_request > 1 else ""
+    return f"{cell.model}:{cell.config}{frames}"
+
+
+class _Bench:
+    """The state of one run: the server, the client pool, and what has been measured."""
+
+    def __init__(
+        self,
+        server: EmbeddedServer,
+        name: str,
+        base: ModelConfig,
+        settings: BenchSettings,
+        raw: RawLike,
+        pool: LoadPool,
+        on_cell: Callable[[Cell], None] | None,
+    ) -> None:
+        self.server, self.name, self.base, self.settings, self.raw = server, name, base, settings, raw
+        self.pool, self.on_cell = pool, on_cell
+        self.url = server.grpc_url if settings.protocol == "grpc" else server.http_url
+        self.cells: list[Cell] = []
+        self.stops: dict[str, SweepStop] = {}
+
+    def measure(
+        self, config: BenchConfig, concurrency: int, settings: BenchSettings, *, served: str | None = None
+    ) -> Cell:
+        raw = NoRaw() if served else self.raw
+        cell = measure_cell(
+            self.server.grpc_url, self.url, self.name, self.base, config, concurrency, settings, raw,
+            pool=self.pool, server_pid=self.server.pid, served=served,
+        )  # fmt: skip
+        self.cells.append(cell)
+        if self.on_cell is not None:
+            self.on_cell(cell)
+        return cell
+
+    def sweep(self, config: BenchConfig, settings: BenchSettings, start: int, *, served: str | None = None) -> Cell:
+        """Measure ``config`` at each concurrency; returns the row's best cell (most throughput within budget)."""
+        row: list[Cell] = []
+        if settings.concurrency is not None:
+            for concurrency in settings.concurrency:
+                row.append(self.measure(config, concurrency, settings, served=served))
+            stop = SweepStop("fixed")
+        else:
+            concurrency: int | SweepStop = start
+            while isinstance(concurrency, int):
+                row.append(self.measure(config, concurrency, settings, served=served))
+                concurrency = next_concurrency(
+                    row, cap=settings.max_concurrency, min_growth=settings.min_growth,
+                    p99_budget_ms=settings.p99_budget_ms,
+                )  # fmt: skip
+            stop = concurrency
+        self.stops[row_key(row[-1])] = stop
+        return max(row, key=lambda cell: cell.samples_per_s)
+
+
+def sweep_start(config: BenchConfig) -> int:
+    """Fewer requests in flight than instances leave instances idle; batching starts at 1 to show the delay's cost."""
+    if config.batching or config.instances == 1:
+        return 1
+    return config.instances * (len(config.gpus) if config.gpus else 1)
 
 
 def run_bench(
@@ -45,9 +135,14 @@ def run_bench(
     settings: BenchSettings,
     *,
     on_cell: Callable[[Cell], None] | None = None,
-    startup_timeout_s: float = 180.0,
+    on_log: Callable[[str], None] | None = None,
+    startup_timeout_s: float = 600.0,
+    ceiling: bool = True,
+    full_batch: bool = True,
 ) -> BenchResult:
-    """Measure every configuration at every concurrency on one embedded server, MPS configurations last."""
+    """Measure every configuration on one embedded server; see the module docstring for the order."""
+    log = on_log or (lambda _: None)
+    began = time.monotonic()
     model_dir = repository / name
     base = validate_model(model_dir)
     model_file = model_file_of(model_dir, base)
@@ -58,46 +153,57 @@ def run_bench(
     parameters = {key: value.string_value for key, value in base.proto.parameters.items()}
     threads = next((int(parameters[key]) for key in _THREAD_PARAMETERS if key in parameters), None)
     tensor = base.proto.input[0]
-    raw = RawModel(
-        model_file,
-        datatype=triton_dtype_name(tensor.data_type),
-        sample_shape=tuple(tensor.dims),
-        device=device,
+    raw = open_raw_model(
+        model_file, datatype=triton_dtype_name(tensor.data_type), sample_shape=tuple(tensor.dims), device=device,
         threads=threads,
-    )
+    )  # fmt: skip
+    raw_rows: list[dict[str, Any]] = []
+    if device == "cuda":
+        raw_rows = raw_table(raw, raw_batches(base.max_batch_size))
+        log("raw model: " + ", ".join(f"bs {r['batch']} {r['best_samples_per_s']:,.0f}/s" for r in raw_rows))
     # MPS clients must start after the daemon and see its pipe directory; non-MPS configurations go first.
     ordered = [c for c in configs if not c.mps] + [c for c in configs if c.mps]
+    reference = reference_config(ordered)
     mps_root = Path(tempfile.mkdtemp(prefix="tritonkit-mps-")) if any(c.mps for c in ordered) else None
-    env = mps_environment(mps_root) if mps_root else {}
-    cells: list[Cell] = []
     server = EmbeddedServer(
-        repository,
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        model_control="explicit",
-        load_models=[name],
-        startup_timeout_s=startup_timeout_s,
-        env=env,
-    )
+        repository, http_port=0, grpc_port=0, metrics_port=0, model_control="explicit",
+        startup_timeout_s=startup_timeout_s, env=mps_environment(mps_root) if mps_root else {},
+    )  # fmt: skip
+    ceiling_samples: float | None = None
+    ceiling_note = ""
     try:
         # The server (and its MPS clients) stops before the daemon quits.
-        with contextlib.ExitStack() as daemon, server:
-            url = server.grpc_url if settings.protocol == "grpc" else server.http_url
+        with LoadPool(settings.max_client_processes()) as pool, contextlib.ExitStack() as daemon, server:
+            bench = _Bench(server, name, base, settings, raw, pool, on_cell)
             daemon_running = False
             for config in ordered:
                 if config.mps and mps_root is not None and not daemon_running:
                     daemon.enter_context(mps_daemon(mps_root))
                     daemon_running = True
+                loaded_at = time.monotonic()
                 load_configuration(server.grpc_url, name, base, config, startup_timeout_s)
-                for concurrency in settings.concurrency:
-                    cell = measure_cell(server.grpc_url, url, name, base, config, concurrency, settings, raw)
-                    cells.append(cell)
-                    if on_cell is not None:
-                        on_cell(cell)
+                log(f"loaded {config.label} in {time.monotonic() - loaded_at:.1f} s")
+                best = bench.sweep(config, settings, sweep_start(config))
+                if config == reference and full_batch and config.max_batch > settings.frames_per_request:
+                    batched = dataclasses.replace(settings, frames_per_request=config.max_batch)
+                    bench.sweep(config, batched, config.instances)
+                unload_and_wait(server.grpc_url, name, server.pid)
+                if config == reference and ceiling:
+                    ceiling_samples, ceiling_note = _ceiling(bench, config, best.concurrency, startup_timeout_s)
+                    log(ceiling_note)
     finally:
         if mps_root is not None:
             shutil.rmtree(mps_root, ignore_errors=True)
+    server_log = server.log_text()
+    cells = bench.cells
+    if device != "cuda":
+        raw_rows = raw_table(raw, sorted({cell.raw_batch for cell in cells if cell.model == name}))
+    stops = {}
+    for key, stop in bench.stops.items():
+        last = next(c for c in reversed(cells) if row_key(c) == key)
+        # The ceiling was measured with the bench's own request size; other sizes are not comparable with it.
+        comparable = ceiling_samples if last.frames_per_request == settings.frames_per_request else None
+        stops[key] = describe_limit(last, stop, comparable)
     context = {
         "model": name,
         "model_file": str(model_file),
@@ -112,5 +218,28 @@ def run_bench(
         },
         "settings": dataclasses.asdict(settings),
         "configs": [config.key for config in ordered],
+        "reference_config": reference.key if reference else None,
+        "raw": raw_rows,
+        "ceiling": {"model": ceiling_name(name), "samples_per_s": ceiling_samples, "note": ceiling_note},
+        "limits": stops,
+        "elapsed_s": time.monotonic() - began,
     }
-    return BenchResult(name, cells, context)
+    return BenchResult(name, cells, context, stops, {config.key: config for config in ordered}, server_log)
+
+
+def _ceiling(bench: _Bench, config: BenchConfig, concurrency: int, timeout_s: float) -> tuple[float | None, str]:
+    """Serve the no-work stand-in with ``config`` at ``concurrency``; its throughput, and a line saying so."""
+    proto = config.override(bench.base.proto)
+    stand_in = ceiling_name(bench.name)
+    try:
+        files = ceiling_files(proto)
+        load_override(bench.server.grpc_url, stand_in, ceiling_config(proto, bench.name), timeout_s, files=files)
+    except (TritonkitError, ImportError) as error:
+        return None, f"no no-work ceiling: {error}"
+    try:
+        cell = bench.measure(config, concurrency, bench.settings, served=stand_in)
+    finally:
+        unload_and_wait(bench.server.grpc_url, stand_in, bench.server.pid)
+    return cell.samples_per_s, (
+        f"no-work ceiling ({config.label}, c={concurrency}): {cell.samples_per_s:,.0f}/s through the serving path alone"
+    )

@@ -1,29 +1,33 @@
-"""``tritonkit bench``: measure serving configurations on this machine, show the table, keep the best."""
+"""``tritonkit bench``: measure serving configurations on this machine, print the answer, keep the best."""
 
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
 from typing import Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tritonkit.bench import (
+    DEFAULT_QUEUE_DELAY_US,
     BenchConfig,
     BenchSettings,
     Cell,
     apply_config,
     best_under_budget,
-    cells_table,
+    cells_text,
     default_configs,
     parse_configs,
     run_bench,
+    seed_table,
+    verdict,
     write_csv,
     write_json,
     write_plot,
 )
-from tritonkit.cli.common import console, fail_cleanly, parse_int_list
+from tritonkit.bench.verdict import seed_rows
+from tritonkit.cli.common import fail_cleanly, parse_int_list
 
 __all__ = ["bench", "run_and_report"]
 
@@ -32,26 +36,34 @@ def bench(
     name: str = typer.Argument(..., help="Model name in the repository."),
     repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
     configs: str | None = typer.Option(
-        None, help="Configurations, e.g. i1,i4,i1b16,i4b16d500,i4+mps (default: 1 vs N instances vs batching)."
+        None, help="Configurations, e.g. i1,i4,i4+own,i4b64d250,i4+own+mps (default: chosen for the machine)."
     ),
     instances: int | None = typer.Option(None, min=1, help="N for the default configurations (2 on CPU, 4 on GPU)."),
     max_batch: int | None = typer.Option(None, min=1, help="Max batch for batching (default: the model's)."),
-    queue_delay_us: int = typer.Option(2000, min=0, help="Dynamic batching queue delay."),
-    concurrency: str = typer.Option("1,4,16,64", help="Requests in flight, one cell each."),
-    warmup_s: float = typer.Option(2.0, "--warmup-s", min=0, help="Unmeasured load before each window."),
-    window_s: float = typer.Option(5.0, "--window-s", min=0.1, help="Measurement window of each cell."),
+    queue_delay_us: int = typer.Option(DEFAULT_QUEUE_DELAY_US, min=0, help="Dynamic batching queue delay."),
+    concurrency: str | None = typer.Option(
+        None, help="Requests in flight, one cell each (default: double from 1 until throughput stops growing)."
+    ),
+    max_concurrency: int = typer.Option(256, min=1, help="The sweep's cap on requests in flight."),
+    warmup_s: float = typer.Option(1.0, "--warmup-s", min=0, help="Unmeasured load before each window."),
+    window_s: float = typer.Option(2.0, "--window-s", min=0.1, help="Measurement window of each cell."),
     protocol: Literal["grpc", "http"] = typer.Option("grpc", help="Client protocol."),
     client_processes: int = typer.Option(0, min=0, help="Client processes (0: chosen from cores and concurrency)."),
     frames_per_request: int = typer.Option(1, min=1, help="Frames in each request."),
-    shared_memory: bool = typer.Option(
-        False, "--shared-memory", help="Send tensors through system shared memory (client on the server's host)."
+    shared_memory: bool | None = typer.Option(
+        None,
+        "--shared-memory/--no-shared-memory",
+        help="Tensors through system shared memory (default: on where the model's outputs have fixed shapes; the "
+        "bench's client is on the server's host).",
     ),
     mps: Literal["auto", "on", "off"] = typer.Option("auto", help="Add MPS configurations (auto: where possible)."),
+    gpus: str | None = typer.Option(None, help="GPUs for the multi-GPU row, e.g. 0,1: one instance group per GPU."),
+    ceiling: bool = typer.Option(True, "--ceiling/--no-ceiling", help="Measure the serving path's no-work ceiling."),
     out: Path | None = typer.Option(None, help="Folder for results.json, results.csv and the plot."),
-    p99_ms: float | None = typer.Option(None, "--p99-ms", help="Latency budget: name the best config under it."),
+    p99_ms: float | None = typer.Option(None, "--p99-ms", help="Latency budget: stops sweeps, picks the best."),
     apply: bool = typer.Option(False, "--apply", help="Write the best config under --p99-ms into config.pbtxt."),
 ) -> None:
-    """Compare 1 instance, N instances, dynamic batching (and MPS on a GPU) at several concurrencies."""
+    """Compare 1 vs N instances and dynamic batching (on a GPU also own processes, MPS, GPUs); say what each gives."""
     from tritonkit.bench.gpu import gpu_names, mps_available
     from tritonkit.errors import ConfigError
     from tritonkit.repository import ModelConfig
@@ -63,24 +75,52 @@ def bench(
         if mps == "on" and not mps_available():
             raise ConfigError("--mps on needs an NVIDIA GPU and nvidia-cuda-mps-control on PATH")
         with_mps = mps == "on" or (mps == "auto" and mps_available())
+        gpu_list = parse_int_list("--gpus", gpus) or ()
+        visible = gpu_names()
+        if gpu_list and any(gpu < 0 or gpu >= len(visible) for gpu in gpu_list):
+            raise ConfigError(f"--gpus {gpus}: this machine has {len(visible)} GPU(s) (0 to {len(visible) - 1})")
         if configs:
             chosen = parse_configs(configs, default_delay_us=queue_delay_us)
         else:
-            n = instances or (4 if gpu_names() else 2)
-            chosen = default_configs(n, max_batch or base.max_batch_size, queue_delay_us, mps=with_mps)
+            n = instances or (4 if visible else 2)
+            batch = max_batch or base.max_batch_size
+            chosen = default_configs(n, batch, queue_delay_us, gpu=bool(visible), mps=with_mps, gpus=gpu_list)
+        fixed_outputs = all(d >= 0 for output in base.proto.output for d in output.dims)
         settings = BenchSettings(
-            concurrency=parse_int_list("--concurrency", concurrency) or (1,),
+            concurrency=parse_int_list("--concurrency", concurrency) or None,
             warmup_s=warmup_s,
             window_s=window_s,
             protocol=protocol,
             client_processes=client_processes or None,
             frames_per_request=frames_per_request,
-            shared_memory=shared_memory,
+            shared_memory=fixed_outputs if shared_memory is None else shared_memory,
+            max_concurrency=max_concurrency,
+            p99_budget_ms=p99_ms,
         )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_and_report(
-            repository, name, chosen, settings, out or Path("bench-results") / f"{name}-{stamp}", p99_ms, apply
-        )
+        destination = out or Path("bench-results") / f"{name}-{stamp}"
+        run_and_report(repository, name, chosen, settings, destination, p99_ms, apply, ceiling=ceiling)
+
+
+def cell_line(cell: Cell) -> str:
+    """One measured cell, printed as soon as it is measured."""
+    frames = f" ×{cell.frames_per_request} frames" if cell.frames_per_request > 1 else ""
+    stand_in = "no-work " if cell.model.endswith("__no_work") else ""
+    failures = sum(cell.failures.values()) + cell.server_failures
+    parts = [
+        f"{stand_in}{cell.label}{frames}, c={cell.concurrency}: {cell.samples_per_s:,.0f}/s",
+        f"p50 {cell.p50_ms:.2f} ms, p99 {cell.p99_ms:.2f} ms",
+        f"batch {cell.average_batch:.1f}",
+    ]
+    if cell.gpu_utilisation_pct is not None:
+        parts.append(f"GPU {cell.gpu_utilisation_pct:.0f}%")
+    if cell.host_cores.get("cpus"):
+        parts.append(f"host {cell.host_cores['machine']:.1f}/{cell.host_cores['cpus']:.0f} cores")
+    if not math.isnan(cell.efficiency):
+        parts.append(f"served/raw {cell.efficiency:.2f}")
+    if failures:
+        parts.append(f"{failures} failed")
+    return ", ".join(parts)
 
 
 def run_and_report(
@@ -91,38 +131,48 @@ def run_and_report(
     out: Path,
     p99_ms: float | None = None,
     apply: bool = False,
+    *,
+    ceiling: bool = True,
 ) -> None:
-    """Run the bench with a progress bar, print the table, write the files, and name (or apply) the best."""
-    total = len(configs) * len(settings.concurrency)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"bench {name}", total=total)
-
-        def done(cell: Cell) -> None:
-            progress.update(task, advance=1, description=f"bench {name}: {cell.label}, c={cell.concurrency}")
-
-        result = run_bench(repository, name, configs, settings, on_cell=done)
+    """Run the bench, print each cell as it comes, then every cell, the seed's table and the verdict."""
+    print(f"bench {name}: {', '.join(config.label for config in configs)}", flush=True)
+    result = run_bench(
+        repository,
+        name,
+        configs,
+        settings,
+        on_cell=lambda cell: print(cell_line(cell), flush=True),
+        on_log=lambda line: print(line, flush=True),
+        ceiling=ceiling,
+    )
     title = f"{name} ({result.context['backend']}) on {_machine(result.context)}"
-    console.print(cells_table(result.cells, title=title))
+    print(f"\nEvery cell, {title}:\n{cells_text(result.cells)}\n")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", result.cells, result.context)
     write_csv(out / "results.csv", result.cells)
     write_plot(out / "throughput_vs_p99.png", result.cells, title=title)
-    console.print(f"wrote {out}/results.json, results.csv and throughput_vs_p99.png")
+    (out / "tritonserver.log").write_text(result.server_log)
+    print(f"wrote {out}/results.json, results.csv, throughput_vs_p99.png and tritonserver.log\n")
+    budget = f", p99 within {p99_ms:g} ms" if p99_ms is not None else ""
+    print(f"Each setup at its best concurrency{budget} ({title}):")
+    print(seed_table(seed_rows(result, p99_ms)))
+    print()
+    print(verdict(result, p99_ms))
     if p99_ms is None:
         return
-    best = best_under_budget(result.cells, p99_ms)
+    candidates = [c for c in result.cells if c.model == name and c.frames_per_request == settings.frames_per_request]
+    best = best_under_budget(candidates, p99_ms)
     if best is None:
-        console.print(f"no configuration kept p99 within {p99_ms:g} ms without failures")
+        print(f"no configuration kept p99 within {p99_ms:g} ms without failures")
         raise typer.Exit(2)
-    console.print(
+    print(
         f"best under p99 {p99_ms:g} ms: {best.label} at concurrency {best.concurrency}: "
         f"{best.samples_per_s:,.0f}/s, p99 {best.p99_ms:.1f} ms"
     )
     if apply:
         chosen = next(config for config in configs if config.key == best.config)
         path = apply_config(repository / name, chosen)
-        console.print(f"applied {best.config} to {path}")
+        print(f"applied {best.config} to {path}")
 
 
 def _machine(context: dict) -> str:

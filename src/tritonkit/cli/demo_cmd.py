@@ -62,17 +62,17 @@ def _short_bench(repository: Path, name: str) -> None:
     """1 vs 2 instances, with and without batching, at concurrency 1 and 16: the comparison in a minute."""
     import datetime
 
-    from tritonkit.bench import BenchSettings, default_configs
+    from tritonkit.bench import DEFAULT_QUEUE_DELAY_US, BenchSettings, default_configs
     from tritonkit.cli.bench_cmd import run_and_report
     from tritonkit.repository import ModelConfig
 
     max_batch = ModelConfig.load(repository / name).max_batch_size
-    configs = default_configs(2, max_batch, 2000, mps=False)
-    settings = BenchSettings(concurrency=(1, 16), warmup_s=0.5, window_s=2.0)
+    configs = default_configs(2, max_batch, DEFAULT_QUEUE_DELAY_US, gpu=False, mps=False)
+    settings = BenchSettings(concurrency=(1, 16), warmup_s=0.5, window_s=2.0, shared_memory=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     console.print(f"short bench: {', '.join(c.label for c in configs)}; concurrency 1 and 16; 2 s windows")
     with fail_cleanly():
-        run_and_report(repository, name, configs, settings, Path("bench-results") / f"demo-{stamp}")
+        run_and_report(repository, name, configs, settings, Path("bench-results") / f"demo-{stamp}", ceiling=False)
 
 
 def _random_frame(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""``tritonkit load``: a headless Locust run of loadtest/locustfile.py against a model, summarised.
+"""``tritonkit load``: a headless Locust run of tritonkit.loadtest.locustfile against a model, summarised.
 
 Locust runs as ``python -m locust`` in a subprocess: importing it here would monkey-patch this process with gevent.
 The model and payload are checked in-process first, so a typo fails in a second with tritonkit's own message.
@@ -76,7 +76,7 @@ def load(
     step_time_s: float = typer.Option(10.0, "--step-time-s", min=0.1, help="Measured seconds of each step."),
     max_users: int = typer.Option(0, "--max-users", min=0, help="--step: stop after this many users (0: no cap)."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", min=0.001, help="Client timeout per request."),
-    locustfile: Path | None = typer.Option(None, "--locustfile", help="Locustfile (default: the checkout's)."),
+    locustfile: Path | None = typer.Option(None, "--locustfile", help="Locustfile (default: tritonkit's own)."),
 ) -> None:
     """Load a served model with Locust (headless) and print requests, failures, req/s and latency percentiles."""
     with fail_cleanly():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EchoHead", "NoWork", "SlowMatmul", "echo_head", "no_work", "slow_matmul", "tiny_cnn"]
+__all__ = ["EchoHead", "NoWork", "NoWorkLike", "SlowMatmul", "echo_head", "no_work", "slow_matmul", "tiny_cnn"]
 
 
 def tiny_cnn(num_classes: int = 10) -> nn.Module:
@@ -77,6 +77,32 @@ class SlowMatmul(nn.Module):
         for _ in range(self.depth):
             y = torch.tanh(y @ self.weight)
         return y.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+class NoWorkLike(nn.Module):
+    """Outputs of given per-sample shapes and dtypes, each filled from the first value of its sample: no compute.
+
+    The bench serves it with a model's own inputs, outputs and configuration to measure the serving path alone
+    under the load the model gets (its no-work ceiling).
+    """
+
+    def __init__(self, outputs: list[tuple[tuple[int, ...], torch.dtype]]) -> None:
+        super().__init__()
+        self.outputs = [(tuple(dims), dtype) for dims, dtype in outputs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        first = x.reshape(x.shape[0], -1)[:, :1]
+        results = tuple(
+            first.to(dtype).expand(-1, max(1, _numel(dims))).reshape((-1, *dims)) for dims, dtype in self.outputs
+        )
+        return results[0] if len(results) == 1 else results
+
+
+def _numel(dims: tuple[int, ...]) -> int:
+    total = 1
+    for dim in dims:
+        total *= dim
+    return total
 
 
 def slow_matmul(depth: int = 256, width: int = 512) -> nn.Module:

@@ -1,16 +1,17 @@
-"""Load-testing Triton with Locust: the library behind ``loadtest/locustfile.py`` and ``tritonkit load``.
+"""Load-testing Triton with Locust: the library behind the locustfile and ``tritonkit load``.
 
 This package never imports locust: Locust monkey-patches the standard library with gevent when it is imported,
-which must not happen to a process that merely builds a payload or reads a report. The locustfile imports
-locust and this package; ``tritonkit load`` runs Locust in a subprocess.
+which must not happen to a process that merely builds a payload or reads a report. So the locustfile, which
+imports locust and this package, ships here as a file (locustfile.py, see :func:`find_locustfile`) that only
+Locust runs, and ``tritonkit load`` runs Locust in a subprocess.
 """
 
 from tritonkit.loadtest.launch import (
     DEFAULT_STOP_TIMEOUT_S,
+    LOCUSTFILE,
     find_locustfile,
     locust_available,
     locust_command,
-    project_root,
 )
 from tritonkit.loadtest.payloads import Payload, build_payload, find_images, image_layout
 from tritonkit.loadtest.session import InferSession, RequestOutcome
@@ -21,6 +22,7 @@ from tritonkit.loadtest.summary import FailureCount, LoadSummary, read_failures,
 __all__ = [
     "DEFAULT_PORTS",
     "DEFAULT_STOP_TIMEOUT_S",
+    "LOCUSTFILE",
     "OPTIONS",
     "FailureCount",
     "InferSession",
@@ -38,7 +40,6 @@ __all__ = [
     "image_layout",
     "locust_available",
     "locust_command",
-    "project_root",
     "read_failures",
     "read_steps_csv",
     "read_summary",

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import tritonkit
 from tritonkit.errors import TritonkitError
 from tritonkit.loadtest.settings import LoadSettings
 
@@ -21,36 +20,26 @@ __all__ = [
     "find_locustfile",
     "locust_available",
     "locust_command",
-    "project_root",
 ]
 
-# Where the locustfile sits in a checkout, relative to the project root (Locust's convention).
-LOCUSTFILE = Path("loadtest") / "locustfile.py"
+# The packaged locustfile, next to this module, so that every install has it (a checkout's loadtest/locustfile.py
+# re-exports it). Locust runs it by path, so it is a file here, never imported by tritonkit.
+LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 
 # Users finish the request in flight when the run ends, so Locust's count matches the server's exactly.
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
 
-def project_root() -> Path:
-    """The checkout tritonkit is installed from (editable installs): src/tritonkit/__init__.py -> the root."""
-    return Path(tritonkit.__file__).resolve().parents[2]
-
-
 def find_locustfile(override: str | Path | None = None) -> Path:
-    """``override`` if given, else the project root's loadtest/locustfile.py, else ./loadtest/locustfile.py."""
-    if override is not None:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise TritonkitError(f"locustfile {path} does not exist")
-        return path.resolve()
-    candidates = [project_root() / LOCUSTFILE, Path.cwd() / LOCUSTFILE]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = ", ".join(str(candidate) for candidate in dict.fromkeys(candidates))
-    raise TritonkitError(
-        f"no locustfile found (looked for {tried}); run from a tritonkit checkout or pass --locustfile PATH"
-    )
+    """``override`` if given, else tritonkit's own locustfile (:data:`LOCUSTFILE`)."""
+    if override is None:
+        if not LOCUSTFILE.is_file():
+            raise TritonkitError(f"this tritonkit install lacks {LOCUSTFILE}: reinstall it or pass --locustfile PATH")
+        return LOCUSTFILE
+    path = Path(override).expanduser()
+    if not path.is_file():
+        raise TritonkitError(f"locustfile {path} does not exist")
+    return path.resolve()
 
 
 def locust_available() -> bool:

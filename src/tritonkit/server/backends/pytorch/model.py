@@ -20,6 +20,7 @@ ignores these keys.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -107,12 +108,20 @@ class TritonPythonModel(BatchingBackendModel):
         output_order = positional_order([t.name for t in self.outputs])
         by_name = {t.name: t for t in self.inputs}
         batchable = self.max_batch_size > 0 and all(-1 not in t.dims for t in self.inputs)
+        instances_on_device = self.instances_on_device(kind, device_id)
         mode = resolve_executor_mode(
             parameters.get("TRITONKIT_EXECUTOR"),
             model_name=self.model_name,
             kind=kind,
-            instances_on_device=self.instances_on_device(kind, device_id),
+            instances_on_device=instances_on_device,
             batchable=batchable,
+        )
+        # In the server log: an instance keeps this choice for its whole life, also through an instance update.
+        print(
+            f"tritonkit: instance {self.instance_name} of model {self.model_name!r} on {kind} {device_id}: "
+            f"executor {mode} ({instances_on_device} instances on this device)",
+            file=sys.stderr,
+            flush=True,
         )
         if mode == "shared":
             from tritonkit.server.backends.executor_link import serial_rows

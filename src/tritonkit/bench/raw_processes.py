@@ -6,7 +6,7 @@ then replays it back to back for a fixed window, synchronising every 8 calls: a 
 card fed, which favours the hardware over any serving loop (an instance has one call in flight). The sum over
 the workers, set against one worker alone, is the best that N instances in separate processes can get.
 
-    python benchmarks/raw_processes.py MODEL_FILE START_AT WINDOW_S    # one worker; prints its samples/s
+    python -m tritonkit.bench.raw_processes MODEL_FILE START_AT WINDOW_S    # one worker; prints its samples/s
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def processes_bs1(
 ) -> tuple[float, list[int]]:
     """Total samples/s of ``processes`` workers replaying the batch-1 graph side by side, and their pids."""
     start_at = time.time() + ready_s  # every worker has loaded and captured by then (a few seconds each)
-    command = [sys.executable, __file__, str(model_file), str(start_at), str(window_s)]
+    command = [sys.executable, "-m", "tritonkit.bench.raw_processes", str(model_file), str(start_at), str(window_s)]
     workers = [
         subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)

@@ -1,0 +1,57 @@
+"""The raw model as the bench times it: the right timer for the model file and device, and the table by batch.
+
+On a GPU a TorchScript model is timed with CUDA events, as the module and as a CUDA graph (what tritonkit's backend
+serves), and the faster counts; elsewhere the model's own runtime (ONNX Runtime or torch) is timed on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tritonkit.bench.raw import RawLike, RawModel
+
+__all__ = ["open_raw_model", "raw_batches", "raw_table"]
+
+
+def open_raw_model(
+    model_file: Path, *, datatype: str, sample_shape: tuple[int, ...], device: str, threads: int | None
+) -> RawLike:
+    if device == "cuda" and model_file.suffix == ".pt":
+        from tritonkit.bench.raw_cuda import CudaRawModel
+
+        return CudaRawModel(model_file, datatype=datatype, sample_shape=sample_shape)
+    return RawModel(model_file, datatype=datatype, sample_shape=sample_shape, device=device, threads=threads)
+
+
+def raw_batches(max_batch: int) -> list[int]:
+    """1, 2, 4, ... up to max_batch, and max_batch itself."""
+    top = max(1, max_batch)
+    return sorted({2**k for k in range(int(math.log2(top)) + 1)} | {top})
+
+
+def raw_table(raw: RawLike, batches: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per batch size: the module's and (on a GPU) the CUDA graph's call time, and the best samples/s."""
+    rows = []
+    for batch in batches:
+        timings = getattr(raw, "time", None)
+        if timings is not None:
+            module, graph = timings("module", batch), timings("graph", batch)
+            row = {
+                "batch": batch,
+                "module_ms": module.median_call_ms,
+                "graph_ms": graph.median_call_ms,
+                "best_samples_per_s": max(module.samples_per_s, graph.samples_per_s),
+            }
+        else:
+            measured = raw.measure(batch)
+            row = {
+                "batch": batch,
+                "module_ms": measured.median_call_ms,
+                "graph_ms": None,
+                "best_samples_per_s": measured.samples_per_s,
+            }
+        rows.append(row)
+    return rows
