@@ -38,7 +38,7 @@ log "tritonkit bench resnet50 took $(( $(date +%s) - started )) s"
 
 log "side script reference cells"
 (cd "$repo" && timeout 300 python3 -m benchmarks.gpu_serving --out "$out/side" --no-raw-processes --mps-dir "$mps" \
-  --only "${SIDE_CELLS:-i1_c1,i4_c64,b4_single_shm_c256,b4q250_single_shm_c64,b4_multi64_shm_c16}" 2>&1 \
+  --only "${SIDE_CELLS:-i1_c1,i4_c64,b4_single_shm_c256,b4_multi64_shm_c16}" 2>&1 \
   | tail -60 > "$out/side.log")
 log "side script done"
 
@@ -65,3 +65,5 @@ timeout 120 /tmp/pa/perf_analyzer/bin/perf_analyzer -m resnet50 -u 127.0.0.1:800
   --output-shared-memory-size 4000 --concurrency-range "$best_c" -p 3000 --stability-percentage 10 --max-trials 5 \
   2>&1 | tee "$out/perf_analyzer.log" | tail -25
 log "done"
+# At most 8 files come back from $OUT: everything else travels in one archive.
+(cd "$out" && tar czf results.tgz bench side serve.log && rm -rf bench side)

@@ -142,8 +142,9 @@ def default_configs(
     """The comparison the bench exists for: 1 instance, N instances, batching, and on a GPU how N instances share it.
 
     On a GPU, N instances run through the shared executor by default; the bench sets that against N instances in
-    their own processes (time-sliced by the GPU) and, where an MPS daemon can run, the same under MPS. With
-    ``gpus`` (two or more), the batching configuration is added with one instance group per GPU.
+    their own processes (time-sliced by the GPU) and, where an MPS daemon can run, the same under MPS, and
+    batching is measured with N instances only. With ``gpus`` (two or more), the batching configuration is added
+    with one instance group per GPU.
     """
     # With several GPUs listed, the one-GPU rows are pinned to the first: a KIND_GPU group without ``gpus`` would
     # put its instances on every GPU.
@@ -155,7 +156,9 @@ def default_configs(
         if mps:
             configs.append(BenchConfig(instances, mps=True, parameters=own, gpus=one))
     if max_batch > 0:
-        configs.append(BenchConfig(1, max_batch, delay_us, gpus=one))
+        if not gpu:
+            # On a GPU one batching instance only repeats what N of them show, at a minute's cost.
+            configs.append(BenchConfig(1, max_batch, delay_us, gpus=one))
         configs.append(BenchConfig(instances, max_batch, delay_us, gpus=one))
         if len(gpus) > 1:
             configs.append(BenchConfig(instances, max_batch, delay_us, gpus=tuple(gpus)))

@@ -122,9 +122,7 @@ class _Bench:
 
 
 def sweep_start(config: BenchConfig) -> int:
-    """Fewer requests in flight than instances leave instances idle; batching starts at 1 to show the delay's cost."""
-    if config.batching or config.instances == 1:
-        return 1
+    """Fewer requests in flight than instances leave instances idle: a sweep starts at one request per instance."""
     return config.instances * (len(config.gpus) if config.gpus else 1)
 
 
