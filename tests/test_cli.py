@@ -21,7 +21,7 @@ def repository(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     model_dir = export_tiny(repo, "tiny", "onnx")
     config = model_dir / "config.pbtxt"
-    text = config.read_text().replace("max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 750")
+    text = config.read_text().replace("max_queue_delay_microseconds: 250", "max_queue_delay_microseconds: 750")
     config.write_text("# tuned by hand: keep the delay short\n" + text)
     return repo
 

@@ -133,7 +133,7 @@ def test_tiny_cnn_export_writes_verified_model_directory(tmp_path: Path, fmt: st
     assert [(t.name, t.data_type, list(t.dims)) for t in proto.output] == [
         ("output__0", model_config_pb2.TYPE_FP32, [10])
     ]
-    assert proto.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert proto.dynamic_batching.max_queue_delay_microseconds == 250
     assert [(g.count, g.kind) for g in proto.instance_group] == [(1, model_config_pb2.ModelInstanceGroup.KIND_AUTO)]
     assert [(w.name, w.batch_size, list(w.inputs["input__0"].dims)) for w in proto.model_warmup] == [
         ("batch_1", 1, [3, 32, 32]),
@@ -377,9 +377,9 @@ def test_reexport_keeps_a_hand_edited_config(tmp_path: Path) -> None:
     first = export(TINY, tmp_path, format="onnx", name="tiny")
     config_path = first.model_dir / "config.pbtxt"
     text = config_path.read_text()
-    assert "max_queue_delay_microseconds: 2000" in text and "count: 1" in text
+    assert "max_queue_delay_microseconds: 250" in text and "count: 1" in text
     edited = "# tuned by hand on the A100 box: keep this\n" + text.replace(
-        "max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 5000  # measured"
+        "max_queue_delay_microseconds: 250", "max_queue_delay_microseconds: 5000  # measured"
     ).replace("count: 1", "count: 3")
     config_path.write_text(edited)
 

@@ -17,12 +17,9 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
+from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 __all__ = ["DEFAULT_QUEUE_DELAY_US", "BenchConfig", "default_configs", "parse_configs"]
-
-# The bench's and the export's dynamic-batching queue delay. Measured on an H200 (docs/performance.md): 250 µs
-# formed batches as well as no delay under load, while 2,000 µs cost every request at low load its full wait.
-DEFAULT_QUEUE_DELAY_US = 250
 
 _SPEC = re.compile(r"^i(?P<instances>\d+)(?:b(?P<batch>\d+)(?:d(?P<delay>\d+))?)?(?P<flags>(?:\+(?:mps|own))*)$")
 _OWN_PROCESSES = (("TRITONKIT_EXECUTOR", "in_process"),)

@@ -45,7 +45,7 @@ def bench(
         None, help="Requests in flight, one cell each (default: double from 1 until throughput stops growing)."
     ),
     max_concurrency: int = typer.Option(256, min=1, help="The sweep's cap on requests in flight."),
-    warmup_s: float = typer.Option(1.0, "--warmup-s", min=0, help="Unmeasured load before each window."),
+    warmup_s: float = typer.Option(0.5, "--warmup-s", min=0, help="Unmeasured load before each window."),
     window_s: float = typer.Option(2.0, "--window-s", min=0.1, help="Measurement window of each cell."),
     protocol: Literal["grpc", "http"] = typer.Option("grpc", help="Client protocol."),
     client_processes: int = typer.Option(0, min=0, help="Client processes (0: chosen from cores and concurrency)."),

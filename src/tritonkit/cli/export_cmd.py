@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tritonkit.cli.common import console, fail_cleanly, parse_int_list
+from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 __all__ = ["export"]
 
@@ -32,7 +33,9 @@ def export(
     instances: int = typer.Option(1, min=1, help="Instances per group."),
     kind: Literal["auto", "cpu", "gpu"] = typer.Option("auto", help="Instance kind."),
     gpus: str | None = typer.Option(None, help="One instance group per listed GPU, e.g. 0,1."),
-    queue_delay_us: int = typer.Option(2000, min=0, help="Dynamic batching max_queue_delay_microseconds."),
+    queue_delay_us: int = typer.Option(
+        DEFAULT_QUEUE_DELAY_US, min=0, help="Dynamic batching max_queue_delay_microseconds."
+    ),
 ) -> None:
     """Export MODEL to ONNX or TorchScript, verify it, and write its config.pbtxt."""
     from tritonkit.export import ExportOptions, export_model

@@ -14,6 +14,7 @@ from tritonkit.errors import ExportError
 from tritonkit.export.models import IMAGENET_MEAN, safe_model_name
 from tritonkit.export.onnx import MIN_OPSET, OnnxExporter
 from tritonkit.export.precision import Precision, Tolerance, default_tolerance
+from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 __all__ = ["ExportFormat", "ExportOptions", "parse_input_shape"]
 
@@ -69,7 +70,7 @@ class ExportOptions:
     instances: int = 1
     kind: Literal["auto", "cpu", "gpu"] = "auto"
     gpus: tuple[int, ...] = ()
-    queue_delay_us: int = 2000
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
     atol: float | None = None
     rtol: float | None = None
     opset: int = MIN_OPSET

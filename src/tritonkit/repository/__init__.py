@@ -19,6 +19,7 @@ from tritonkit.repository.pbtxt import patch_text, render_text
 from tritonkit.repository.settings import INSTANCE_KINDS, apply_settings
 from tritonkit.repository.signature import SIGNATURE_FILENAME, Signature, read_signature
 from tritonkit.repository.spec import (
+    DEFAULT_QUEUE_DELAY_US,
     DynamicBatching,
     InstanceGroup,
     ModelSpec,
@@ -39,6 +40,7 @@ from tritonkit.repository.validate import (
 __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_MODEL_FILENAMES",
+    "DEFAULT_QUEUE_DELAY_US",
     "INSTANCE_KINDS",
     "PLATFORM_BACKENDS",
     "SERVABLE_BACKENDS",
