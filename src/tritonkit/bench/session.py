@@ -183,7 +183,8 @@ def run_bench(
                 log(f"loaded {config.label} in {time.monotonic() - loaded_at:.1f} s")
                 best = bench.sweep(config, settings, sweep_start(config))
                 if config == reference and full_batch and config.max_batch > settings.frames_per_request:
-                    batched = dataclasses.replace(settings, frames_per_request=config.max_batch)
+                    # Always swept: a fixed list chosen for single frames could put far more rows in flight.
+                    batched = dataclasses.replace(settings, frames_per_request=config.max_batch, concurrency=None)
                     bench.sweep(config, batched, config.instances)
                 unload_and_wait(server.grpc_url, name, server.pid)
                 if config == reference and ceiling:

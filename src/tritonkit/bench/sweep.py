@@ -43,7 +43,7 @@ def next_concurrency(
         if growth < min_growth:
             return SweepStop(
                 "growth",
-                f"c={previous.concurrency}→{last.concurrency} gained {growth:+.0%} "
+                f"c={previous.concurrency}→{last.concurrency} gained {growth:+.1%} "
                 f"({previous.samples_per_s:,.0f}→{last.samples_per_s:,.0f}/s)",
             )
     if last.concurrency * 2 > cap:
