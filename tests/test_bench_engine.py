@@ -153,3 +153,35 @@ def test_results_json_carries_the_raw_table_ceiling_limits_and_elapsed_time(torc
     output = result.output
     assert "Each setup at its best concurrency" in output and "The bench took" in output
     assert "What limited each setup at its last step:" in output
+
+
+def test_configurations_carry_parameters_and_gpu_lists_into_the_override():
+    from tritonclient.grpc import model_config_pb2
+
+    from tritonkit.bench import parse_configs
+
+    base = model_config_pb2.ModelConfig(name="m", backend="pytorch", max_batch_size=64)
+    base.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_GPU, count=1)
+    configs = default_configs(4, 64, 250, gpu=True, mps=True, gpus=(0, 1))
+    assert [c.key for c in configs] == [
+        "i1@gpus0", "i4@gpus0", "i4+own@gpus0", "i4+own+mps@gpus0", "i4b64d250@gpus0", "i4b64d250@gpus0,1",
+    ]  # fmt: skip
+    spread = configs[-1].override(base)
+    assert [(list(g.gpus), g.count) for g in spread.instance_group] == [([0], 4), ([1], 4)]
+    assert configs[-1].label == "4 inst ×2 GPUs, b≤64 0.25ms"
+    (own,) = parse_configs("i4+own+mps", default_delay_us=250)
+    assert own.override(base).parameters["TRITONKIT_EXECUTOR"].string_value == "in_process"
+    assert own.mps and own.label == "4 inst own procs, MPS"
+    assert [c.key for c in default_configs(2, 16, 250, gpu=False, mps=False)] == ["i1", "i2", "i1b16d250", "i2b16d250"]
+
+
+def test_the_verdict_gives_the_several_gpu_ratio():
+    configs = default_configs(4, 64, 250, gpu=True, mps=False, gpus=(0, 1))
+    by_key = {c.key: c for c in configs}
+    cells = [
+        cell("i1@gpus0", 2, 1000.0), cell("i4b64d250@gpus0", 256, 12500.0, average_batch=41.0),
+        cell("i4b64d250@gpus0,1", 512, 24600.0, average_batch=41.0),
+    ]  # fmt: skip
+    result = BenchResult("m", cells, {"elapsed_s": 60.0, "settings": {"frames_per_request": 1}}, configs=by_key)
+    flat = " ".join(verdict(result, None).split())
+    assert "One instance group on each of 2 GPUs served 24,600/s against 12,500/s on one: 1.97×." in flat
