@@ -40,21 +40,21 @@ def test_random_frames_print_top5_and_round_trip(server):
     code, output = run("tiny_onnx", "--url", server.grpc_url, "--random")
     assert code == 0, output
     assert "tiny_onnx: output__0 [1, 10]; top-5 classes (score) per input:" in output
-    assert re.search(r"random #0: (\d+ \(-?\d+\.\d{3}\),? ){5}", output), output
-    assert re.search(r"round trip: \d+\.\d ms for 1 frame\(s\) in 1 request\(s\) over grpc", output), output
+    assert re.search(r"sample #0: (\d+ \(-?\d+\.\d{3}\),? ){5}", output), output
+    assert re.search(r"round trip: \d+\.\d ms for 1 sample\(s\) in 1 request\(s\) over grpc", output), output
 
 
 def test_random_batch_over_http(server):
     code, output = run("tiny_pt", "--url", server.http_url, "--protocol", "http", "--random", "--batch", "3")
     assert code == 0, output
-    assert all(f"random #{index}" in output for index in range(3)), output
-    assert "for 3 frame(s) in 1 request(s) over http" in output
+    assert all(f"sample #{index}" in output for index in range(3)), output
+    assert "for 3 sample(s) in 1 request(s) over http" in output
 
 
 def test_images_are_resized_laid_out_and_classified(server, eager_tiny, images):
     code, output = run("tiny_pt", *map(str, images), "--url", server.grpc_url, "--batch", "2")
     assert code == 0, output
-    assert re.search(r"for 3 frame\(s\) in 2 request\(s\) over grpc, \d+\.\d ms per request", output), output
+    assert re.search(r"for 3 sample\(s\) in 2 request\(s\) over grpc, \d+\.\d ms per request", output), output
     # The classes printed for each file are the eager model's top-5 for that file, decoded the same way.
     frames = load_images(images, np.dtype(np.float32), (3, 32, 32), "input__0")
     for path, scores in zip(images, eager_tiny(frames)):
@@ -84,14 +84,14 @@ def test_outputs_that_are_not_scores_get_a_summary(capsys):
     _report("no_work", ["a", "b"], {"output__0": values}, 0.0123, 1, "grpc")
     printed = capsys.readouterr().out
     assert "no_work: output__0 [2, 1] float32 min 0.5, mean 1, max 1.5" in printed
-    assert "round trip: 12.3 ms for 2 frame(s) in 1 request(s) over grpc" in printed
+    assert "round trip: 12.3 ms for 2 sample(s) in 1 request(s) over grpc" in printed
 
 
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        ((), 2, "give either --random or one or more image files"),
-        (("--random", "photo.jpg"), 2, "give either --random or one or more image files"),
+        ((), 2, "give --random, --input NAME=FILE.npy, or image files"),
+        (("--random", "photo.jpg"), 2, "give --random, --input NAME=FILE.npy, or image files"),
         (("--random", "--protocol", "tcp"), 2, "'tcp' is neither grpc nor http"),
         (
             ("--random", "--batch", "17"),

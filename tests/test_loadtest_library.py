@@ -87,7 +87,7 @@ def test_payload_errors():
         build_payload([FP32_NCHW], 16, 32, model="m")
     with pytest.raises(InvalidInput, match="takes FP32: export the model with --uint8-input"):
         build_payload([FP32_NCHW], 16, 1, "uint8")
-    with pytest.raises(InvalidInput, match="variable dimension"):
+    with pytest.raises(InvalidInput, match="has a variable dim and the model says no lengths"):
         build_payload([InputSpec("x", "FP32", [-1, -1])], 16, 1)
     with pytest.raises(InvalidInput, match="does not batch"):
         build_payload([InputSpec("x", "FP32", [3])], 0, 2)

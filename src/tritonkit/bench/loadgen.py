@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import tritonclient.utils.shared_memory as shm
+from tritonclient.utils import np_to_triton_dtype
 
-from tritonkit.bench.raw import random_samples
 from tritonkit.client.errors import classify
 from tritonkit.client.shm import Region
 from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = ["LoadPool", "LoadResult", "LoadSpec", "run_load", "start_delay_s"]
 
@@ -47,6 +48,14 @@ class LoadSpec:
     # so the client's cost per request no longer grows with the bytes. Needs the output sizes per request.
     shared_memory: bool = False
     output_byte_sizes: tuple[int, ...] = ()
+    # Prebuilt requests (every input of the model), sent in turn; empty: one random request of ``input_name``.
+    requests: tuple[dict[str, np.ndarray], ...] = ()
+
+    def variants(self) -> list[dict[str, np.ndarray]]:
+        if self.requests:
+            return list(self.requests)
+        tensor = TensorShape(self.input_name, to_numpy_dtype(self.datatype), tuple(self.shape[1:]))
+        return [make_batch([tensor], SampleSpec(), self.shape[0], np.random.default_rng(0))]
 
 
 @dataclass
@@ -77,37 +86,59 @@ async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResul
     else:
         import tritonclient.http.aio as transport  # type: ignore[no-redef]
     client: Any = transport.InferenceServerClient(spec.url)
-    payload = random_samples(to_numpy_dtype(spec.datatype), spec.shape, seed=0)
+    variants = spec.variants()
     timeout = {"client_timeout": spec.timeout_s} if spec.protocol == "grpc" else {"timeout": int(spec.timeout_s)}
     measure_from = start_at + spec.warmup_s
     measure_until = measure_from + spec.window_s
     result = LoadResult(window_s=spec.window_s)
     regions: list[Region] = []
 
-    async def tensors() -> tuple[list[Any], list[Any]]:
-        request_input = transport.InferInput(spec.input_name, list(spec.shape), spec.datatype)
+    def request_inputs(variant: dict[str, np.ndarray]) -> list[Any]:
+        return [
+            transport.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            for name, array in variant.items()
+        ]
+
+    async def tensors() -> tuple[list[list[Any]], list[Any], list[Region]]:
+        """Each variant's inputs, the outputs, and (with shared memory) the worker's input regions."""
+        inputs = [request_inputs(variant) for variant in variants]
         outputs = [transport.InferRequestedOutput(name) for name in spec.output_names]
         if not spec.shared_memory:
-            request_input.set_data_from_numpy(payload)
-            return [request_input], outputs
-        sizes = [payload.nbytes, *spec.output_byte_sizes]
+            for tensors_of, variant in zip(inputs, variants):
+                for tensor, array in zip(tensors_of, variant.values()):
+                    tensor.set_data_from_numpy(array)
+            return inputs, outputs, []
+        names = list(variants[0])
+        sizes = [max(v[name].nbytes for v in variants) for name in names] + list(spec.output_byte_sizes)
         worker_regions = [Region(f"tritonkit-load-{os.getpid()}-{uuid.uuid4().hex[:12]}", size) for size in sizes]
         regions.extend(worker_regions)
-        shm.set_shared_memory_region(worker_regions[0].handle, [payload])
         for region in worker_regions:
             await client.register_system_shared_memory(region.name, region.key, region.byte_size)
             region.registered = True
-        request_input.set_shared_memory(worker_regions[0].name, payload.nbytes)
-        for output, region in zip(outputs, worker_regions[1:]):
+        for tensors_of, variant in zip(inputs, variants):
+            for tensor, region, array in zip(tensors_of, worker_regions, variant.values()):
+                tensor.set_shared_memory(region.name, array.nbytes)
+        for output, region in zip(outputs, worker_regions[len(names) :]):
             output.set_shared_memory(region.name, region.byte_size)
-        return [request_input], outputs
+        input_regions = worker_regions[: len(names)]
+        if len(variants) == 1:
+            # One request: its bytes are written once and resent.
+            for region, array in zip(input_regions, variants[0].values()):
+                shm.set_shared_memory_region(region.handle, [array])
+        return inputs, outputs, input_regions
 
     async def worker() -> None:
-        inputs, outputs = await tensors()
+        inputs, outputs, input_regions = await tensors()
+        turn = 0
         while (started := time.monotonic()) < measure_until:
             failure = None
+            index = turn % len(inputs)
+            turn += 1
+            if input_regions and len(inputs) > 1:
+                for region, array in zip(input_regions, variants[index].values()):
+                    shm.set_shared_memory_region(region.handle, [array])
             try:
-                await client.infer(spec.model, inputs, outputs=outputs, **timeout)
+                await client.infer(spec.model, inputs[index], outputs=outputs, **timeout)
             except Exception as error:
                 failure = type(classify(error)).__name__
             finished = time.monotonic()

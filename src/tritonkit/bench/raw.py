@@ -7,7 +7,7 @@ Served throughput is judged against this, measured in the same run on the same m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,16 +15,33 @@ from typing import Protocol
 import numpy as np
 
 from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.server.backends.base import positional_order
 
-__all__ = ["NoRaw", "RawLike", "RawMeasurement", "RawModel", "random_samples"]
+__all__ = ["NoRaw", "RawInputs", "RawLike", "RawMeasurement", "RawModel"]
 
 
-def random_samples(dtype: np.dtype, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """Reproducible data of ``dtype``: bytes 0-255 for integer types (pixels), standard normal otherwise."""
-    rng = np.random.default_rng(seed)
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, 256, size=shape).astype(dtype)
-    return rng.standard_normal(shape).astype(dtype)
+class RawInputs:
+    """A model's inputs as the raw timing feeds them: every input, valid values, variable dims at one length.
+
+    The length is the middle of the model's range (:mod:`tritonkit.repository.samples`): what requests of
+    lengths drawn uniformly from it cost on average, roughly.
+    """
+
+    def __init__(self, tensors: Sequence[TensorShape], samples: SampleSpec | None = None) -> None:
+        self.tensors = list(tensors)
+        self.samples = samples or SampleSpec()
+        variable = [self.samples.sample(t.name) for t in self.tensors if any(d < 0 for d in t.dims)]
+        self.length = (
+            (max(s.min_length for s in variable) + min(s.max_length for s in variable)) // 2 if variable else None
+        )
+
+    @classmethod
+    def single(cls, datatype: str, sample_shape: Sequence[int], name: str = "input__0") -> RawInputs:
+        return cls([TensorShape(name, to_numpy_dtype(datatype), tuple(sample_shape))])
+
+    def batch(self, rows: int, seed: int) -> dict[str, np.ndarray]:
+        return make_batch(self.tensors, self.samples, rows, np.random.default_rng(seed), length=self.length)
 
 
 @dataclass(frozen=True)
@@ -55,19 +72,19 @@ class RawModel:
         self,
         model_file: Path,
         *,
-        datatype: str,
-        sample_shape: tuple[int, ...],
+        inputs: RawInputs | None = None,
+        datatype: str = "FP32",
+        sample_shape: tuple[int, ...] = (),
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
         self.model_file = model_file
-        self.dtype = to_numpy_dtype(datatype)
-        self.sample_shape = sample_shape
+        self.inputs = inputs or RawInputs.single(datatype, sample_shape)
         self.device = device
         self._cache: dict[int, RawMeasurement] = {}
         self._run = self._load(threads)
 
-    def _load(self, threads: int | None) -> Callable[[np.ndarray], None]:
+    def _load(self, threads: int | None) -> Callable[[dict[str, np.ndarray]], None]:
         if self.model_file.suffix == ".onnx":
             import onnxruntime as ort
 
@@ -78,18 +95,18 @@ class RawModel:
             if self.device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
             session = ort.InferenceSession(str(self.model_file), options, providers=providers)
-            name = session.get_inputs()[0].name
-            return lambda batch: session.run(None, {name: batch}) and None
+            return lambda feed: session.run(None, feed) and None
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         device = torch.device(self.device)
         module = torch.jit.load(str(self.model_file), map_location=device).eval()
+        order = positional_order([tensor.name for tensor in self.inputs.tensors])
 
-        def run(batch: np.ndarray) -> None:
+        def run(feed: dict[str, np.ndarray]) -> None:
             with torch.inference_mode():
-                module(torch.from_numpy(batch).to(device))
+                module(*(torch.from_numpy(feed[name]).to(device) for name in order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
@@ -99,7 +116,7 @@ class RawModel:
         """Samples per second at ``batch_size``, after warm-up; each batch size is measured once per run."""
         if batch_size in self._cache:
             return self._cache[batch_size]
-        batch = random_samples(self.dtype, (batch_size, *self.sample_shape), seed=batch_size)
+        batch = self.inputs.batch(batch_size, seed=batch_size)
         for _ in range(3):
             self._run(batch)
         calls: list[float] = []

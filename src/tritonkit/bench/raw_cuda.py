@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonkit.bench.raw import RawMeasurement, random_samples
-from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.bench.raw import RawInputs, RawMeasurement
+from tritonkit.server.backends.base import positional_order
 
 __all__ = ["CudaRawModel", "CudaTiming"]
 
@@ -37,22 +37,30 @@ class CudaTiming:
 class CudaRawModel:
     """A TorchScript file on ``cuda:<device_index>``; timings are cached per (mode, batch size)."""
 
-    def __init__(self, model_file: Path, *, datatype: str, sample_shape: tuple[int, ...], device_index: int = 0):
+    def __init__(
+        self,
+        model_file: Path,
+        *,
+        inputs: RawInputs | None = None,
+        datatype: str = "FP32",
+        sample_shape: tuple[int, ...] = (),
+        device_index: int = 0,
+    ) -> None:
         import torch
 
         self._torch = torch
         self.device = torch.device("cuda", device_index)
         torch.cuda.set_device(self.device)
         torch.backends.cudnn.benchmark = True
-        self.dtype = to_numpy_dtype(datatype)
-        self.sample_shape = sample_shape
+        self.inputs = inputs or RawInputs.single(datatype, sample_shape)
+        self.order = positional_order([tensor.name for tensor in self.inputs.tensors])
         self.module = torch.jit.load(str(model_file), map_location=self.device).eval()
         self.stream = torch.cuda.Stream(self.device)
         self._timings: dict[tuple[str, int], CudaTiming] = {}
 
-    def _inputs(self, batch_size: int, seed: int) -> Any:
-        array = random_samples(self.dtype, (batch_size, *self.sample_shape), seed)
-        return self._torch.from_numpy(array).to(self.device)
+    def _inputs(self, batch_size: int, seed: int) -> list[Any]:
+        feed = self.inputs.batch(batch_size, seed)
+        return [self._torch.from_numpy(feed[name]).to(self.device) for name in self.order]
 
     def warmed_call(self, mode: str, batch_size: int) -> Any:
         """A call of the module, or of its CUDA graph, on a fixed batch; warmed up, run on ``self.stream``."""
@@ -60,18 +68,18 @@ class CudaRawModel:
         batch = self._inputs(batch_size, batch_size)
         with torch.cuda.stream(self.stream), torch.inference_mode():
             for _ in range(3):
-                self.module(batch)
+                self.module(*batch)
         self.stream.synchronize()
         if mode == "module":
 
             def call() -> None:
                 with torch.inference_mode():
-                    self.module(batch)
+                    self.module(*batch)
 
             return call
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream):
-            self.module(batch)
+            self.module(*batch)
         return graph.replay
 
     def time(self, mode: str, batch_size: int, *, blocks: int = 15, min_block_ms: float = 40.0) -> CudaTiming:
@@ -112,11 +120,11 @@ class CudaRawModel:
             batch = self._inputs(batch_size, 100 + index)
             with torch.cuda.stream(lane), torch.inference_mode():
                 for _ in range(3):
-                    self.module(batch)
+                    self.module(*batch)
             lane.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(graph, stream=lane):
-                self.module(batch)
+                self.module(*batch)
             graphs.append(graph)
         torch.cuda.synchronize(self.device)
         samples = []

@@ -11,19 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tritonkit.bench.raw import RawLike, RawModel
+from tritonkit.bench.raw import RawInputs, RawLike, RawModel
 
 __all__ = ["open_raw_model", "raw_batches", "raw_table"]
 
 
-def open_raw_model(
-    model_file: Path, *, datatype: str, sample_shape: tuple[int, ...], device: str, threads: int | None
-) -> RawLike:
+def open_raw_model(model_file: Path, *, inputs: RawInputs, device: str, threads: int | None) -> RawLike:
     if device == "cuda" and model_file.suffix == ".pt":
         from tritonkit.bench.raw_cuda import CudaRawModel
 
-        return CudaRawModel(model_file, datatype=datatype, sample_shape=sample_shape)
-    return RawModel(model_file, datatype=datatype, sample_shape=sample_shape, device=device, threads=threads)
+        return CudaRawModel(model_file, inputs=inputs)
+    return RawModel(model_file, inputs=inputs, device=device, threads=threads)
 
 
 def raw_batches(max_batch: int) -> list[int]:

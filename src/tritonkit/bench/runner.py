@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2
 
@@ -25,6 +26,7 @@ from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig, triton_dtype_name
 from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 from tritonkit.repository.validate import model_filename, version_directories
 
 __all__ = ["BenchSettings", "Cell", "measure_cell", "model_file_of", "output_byte_size"]
@@ -109,6 +111,27 @@ def model_file_of(model_dir: Path, config: ModelConfig) -> Path:
     return model_dir / str(max(versions)) / model_filename(config.proto)
 
 
+def tensor_shapes(config: ModelConfig) -> list[TensorShape]:
+    """The config's inputs as the sample maker takes them (one sample's dims, -1 for a variable one)."""
+    return [
+        TensorShape(t.name, to_numpy_dtype(triton_dtype_name(t.data_type)), tuple(t.dims)) for t in config.proto.input
+    ]
+
+
+def sample_spec(config: ModelConfig) -> SampleSpec:
+    parameters = {key: value.string_value for key, value in config.proto.parameters.items()}
+    return SampleSpec.from_parameters(parameters, model=config.proto.name)
+
+
+def request_variants(config: ModelConfig, rows: int, *, count: int = 16) -> tuple[dict[str, np.ndarray], ...]:
+    """Requests of ``rows`` samples for every input: one for fixed shapes, ``count`` of drawn lengths otherwise."""
+    tensors = tensor_shapes(config)
+    variable = any(d < 0 for tensor in tensors for d in tensor.dims)
+    rng = np.random.default_rng(0)
+    spec = sample_spec(config)
+    return tuple(make_batch(tensors, spec, rows, rng) for _ in range(count if variable else 1))
+
+
 def measure_cell(
     grpc_url: str,
     url: str,
@@ -126,6 +149,7 @@ def measure_cell(
     """One window of closed-loop load on ``served`` (default ``name``), with the server's and the host's view."""
     tensor = base.proto.input[0]
     served = served or name
+    requests = request_variants(base, settings.frames_per_request)
     spec = LoadSpec(
         url=url,
         model=served,
@@ -138,7 +162,10 @@ def measure_cell(
         window_s=settings.window_s,
         protocol=settings.protocol,
         shared_memory=settings.shared_memory,
-        output_byte_sizes=tuple(output_byte_size(output, settings.frames_per_request) for output in base.proto.output),
+        output_byte_sizes=tuple(output_byte_size(output, settings.frames_per_request) for output in base.proto.output)
+        if settings.shared_memory
+        else (),
+        requests=requests,
     )
     stats_client = grpcclient.InferenceServerClient(grpc_url)
 

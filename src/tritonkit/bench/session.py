@@ -27,12 +27,12 @@ from tritonkit.bench.configs import BenchConfig
 from tritonkit.bench.control import load_configuration, load_override, unload_and_wait
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
 from tritonkit.bench.loadgen import LoadPool
-from tritonkit.bench.raw import NoRaw, RawLike
+from tritonkit.bench.raw import NoRaw, RawInputs, RawLike
 from tritonkit.bench.rawtable import open_raw_model, raw_batches, raw_table
-from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of
+from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of, sample_spec, tensor_shapes
 from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
 from tritonkit.errors import TritonkitError
-from tritonkit.repository import ModelConfig, triton_dtype_name, validate_model
+from tritonkit.repository import ModelConfig, validate_model
 from tritonkit.server import EmbeddedServer
 
 __all__ = ["BenchResult", "reference_config", "run_bench"]
@@ -150,11 +150,9 @@ def run_bench(
     device = "cuda" if _uses_gpu([g.kind for g in base.proto.instance_group] or [0], gpus) else "cpu"
     parameters = {key: value.string_value for key, value in base.proto.parameters.items()}
     threads = next((int(parameters[key]) for key in _THREAD_PARAMETERS if key in parameters), None)
-    tensor = base.proto.input[0]
     raw = open_raw_model(
-        model_file, datatype=triton_dtype_name(tensor.data_type), sample_shape=tuple(tensor.dims), device=device,
-        threads=threads,
-    )  # fmt: skip
+        model_file, inputs=RawInputs(tensor_shapes(base), sample_spec(base)), device=device, threads=threads
+    )
     raw_rows: list[dict[str, Any]] = []
     if device == "cuda":
         raw_rows = raw_table(raw, raw_batches(base.max_batch_size))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 
 from tritonkit.cli.common import console, fail_cleanly
 from tritonkit.errors import InvalidInput, TritonkitError
+
+if TYPE_CHECKING:
+    from tritonkit.client.model import ModelInfo
 
 __all__ = ["infer", "load_images"]
 
@@ -25,54 +29,82 @@ def infer(
     images: list[Path] = typer.Argument(None, help="Image files (decoded with Pillow, resized to the input)."),
     url: str = typer.Option(None, help="Server host:port (default 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)."),
     protocol: str = typer.Option("grpc", help="grpc or http."),
-    random: bool = typer.Option(False, "--random", help="Send random frames instead of images."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Frames per request (with --random: the frames sent)."),
+    random: bool = typer.Option(False, "--random", help="Send random valid values for every input."),
+    arrays: list[str] = typer.Option(
+        None, "--input", help="NAME=FILE.npy: real data for one input (repeat; the others get random values)."
+    ),
+    batch: int = typer.Option(1, "--batch", min=1, help="Samples per request (with --random: the samples sent)."),
+    length: str | None = typer.Option(None, help="With --random: the length of variable dims, N or MIN:MAX."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Client timeout per request, in seconds."),
 ) -> None:
     """Query a served model once and print the output summary (top-5 for classifiers) and the round-trip time."""
     from tritonkit.client import Client
+    from tritonkit.repository.samples import parse_length
 
     if protocol not in _DEFAULT_PORTS:
         raise typer.BadParameter(f"{protocol!r} is neither grpc nor http", param_hint="--protocol")
-    if random == bool(images):
-        raise typer.BadParameter("give either --random or one or more image files", param_hint="IMAGES")
+    if (random or bool(arrays)) == bool(images):
+        raise typer.BadParameter("give --random, --input NAME=FILE.npy, or image files", param_hint="IMAGES")
     address = url or f"127.0.0.1:{_DEFAULT_PORTS[protocol]}"
     with fail_cleanly(), Client(address, model, protocol=protocol, timeout_s=timeout_s) as client:  # type: ignore[arg-type]
         info = client.info()
-        if len(info.inputs) != 1:
-            raise InvalidInput(f"model {model!r} takes {len(info.inputs)} inputs; this command feeds one")
-        spec = info.inputs[0]
-        sample = spec.shape[1:] if info.max_batch_size > 0 else spec.shape
-        if random:
-            frames = _random_frames(spec.dtype, batch, sample, spec.name, model)
-            labels = [f"random #{index}" for index in range(batch)]
-        else:
-            frames = load_images(images, spec.dtype, sample, spec.name)
+        feed: dict[str, np.ndarray] | np.ndarray
+        if images:
+            if len(info.inputs) != 1:
+                names = ", ".join(spec.name for spec in info.inputs)
+                raise InvalidInput(f"images fill one input; model {model!r} takes {len(info.inputs)} ({names})")
+            spec = info.inputs[0]
+            sample = spec.shape[1:] if info.max_batch_size > 0 else spec.shape
+            feed = load_images(images, spec.dtype, sample, spec.name)
             labels = [str(path) for path in images]
-        if info.max_batch_size == 0:
-            frames = frames[0]  # a model without a batch axis takes one frame
-        started = time.perf_counter()
-        if info.max_batch_size > 0 and len(frames) > batch:
-            outputs = client.infer_many(frames, batch_size=batch, max_in_flight=1)
+            if info.max_batch_size == 0:
+                feed = feed[0]  # a model without a batch axis takes one sample
         else:
-            outputs = client.infer(frames)
+            given = _read_arrays(arrays or [], [spec.name for spec in info.inputs], model)
+            rows = next((len(a) for a in given.values()), batch) if info.max_batch_size > 0 else 1
+            fixed = _given_length(given, info) if given else None
+            if length is not None and fixed is None:
+                low, high = parse_length(length)
+                fixed = int(np.random.default_rng(0).integers(low, high + 1))
+            feed = {**info.random_request(rows, np.random.default_rng(0), length=fixed), **given}
+            labels = [f"sample #{index}" for index in range(rows)]
+        started = time.perf_counter()
+        if isinstance(feed, np.ndarray) and info.max_batch_size > 0 and len(feed) > batch:
+            outputs = client.infer_many(feed, batch_size=batch, max_in_flight=1)
+        else:
+            outputs = client.infer(feed)
         elapsed_s = time.perf_counter() - started
-    requests = -(-len(labels) // batch) if info.max_batch_size > 0 else 1
+    requests = -(-len(labels) // batch) if images and info.max_batch_size > 0 else 1
     _report(model, labels, outputs, elapsed_s, requests, protocol)
 
 
-def _random_frames(dtype: np.dtype | None, count: int, sample: tuple[int, ...], name: str, model: str) -> np.ndarray:
-    if any(dim < 0 for dim in sample):
-        raise InvalidInput(f"input {name!r} of model {model!r} has a variable dimension {list(sample)}: give images")
-    rng = np.random.default_rng(0)
-    shape = (count, *sample)
-    if dtype is None or dtype.kind not in "fiub":
-        raise InvalidInput(f"--random cannot fill input {name!r} of model {model!r} ({dtype})")
-    if dtype.kind == "f":
-        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, size=shape).astype(dtype)
-    return rng.integers(0, 256 if dtype.itemsize == 1 else 100, size=shape).astype(dtype)
+def _read_arrays(items: list[str], names: list[str], model: str) -> dict[str, np.ndarray]:
+    """``NAME=FILE.npy`` options -> arrays, each checked against the model's input names."""
+    arrays = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not path:
+            raise InvalidInput(f"--input {item!r} is not NAME=FILE.npy")
+        if name not in names:
+            raise InvalidInput(f"--input {item!r}: model {model!r} has no input {name!r}; its inputs are {names}")
+        try:
+            arrays[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InvalidInput(f"--input {item!r}: cannot read {path} as a .npy array ({error})") from None
+    return arrays
+
+
+def _given_length(given: dict[str, np.ndarray], info: ModelInfo) -> int | None:
+    """The length of the variable dim in the arrays given, so that the random inputs match them."""
+    for tensor in info.tensor_shapes():
+        array = given.get(tensor.name)
+        if array is None:
+            continue
+        sample = array.shape[1:] if info.max_batch_size > 0 else array.shape
+        for want, got in zip(tensor.dims, sample):
+            if want < 0:
+                return int(got)
+    return None
 
 
 def load_images(paths: list[Path], dtype: np.dtype | None, sample: tuple[int, ...], name: str) -> np.ndarray:
@@ -86,7 +118,7 @@ def load_images(paths: list[Path], dtype: np.dtype | None, sample: tuple[int, ..
         raise TritonkitError("image files need Pillow: pip install 'tritonkit[client]'") from None
     floating = dtype is not None and dtype.kind == "f"
     if len(sample) != 3 or not (floating or dtype == np.uint8):
-        raise InvalidInput(f"input {name!r} takes {dtype} {list(sample)}, not an image; use --random")
+        raise InvalidInput(f"input {name!r} takes {dtype} {list(sample)}, not an image; use --random or --input")
     channels_first = floating and sample[0] in (1, 3)
     channels, height, width = sample if channels_first else (sample[2], sample[0], sample[1])
     if channels not in (1, 3) or height < 1 or width < 1:
@@ -130,6 +162,6 @@ def _report(
             console.print(f"{model}: {name} {list(values.shape)} {values.dtype} {summary}".rstrip(), soft_wrap=True)
     per_request = f", {elapsed_s * 1000 / requests:.1f} ms per request" if requests > 1 else ""
     console.print(
-        f"round trip: {elapsed_s * 1000:.1f} ms for {len(labels)} frame(s) in {requests} request(s) "
+        f"round trip: {elapsed_s * 1000:.1f} ms for {len(labels)} sample(s) in {requests} request(s) "
         f"over {protocol}{per_request}"
     )

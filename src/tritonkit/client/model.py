@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
-from tritonkit.errors import InvalidInput
+from tritonkit.errors import ConfigError, InvalidInput
 from tritonkit.repository.dtypes import to_numpy_dtype
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = ["InputSpec", "ModelInfo", "OutputSpec", "join_batches", "split_batches"]
 
@@ -93,6 +94,8 @@ class ModelInfo:
     inputs: tuple[InputSpec, ...]
     outputs: tuple[OutputSpec, ...]
     max_batch_size: int
+    # config.pbtxt's parameters (string values): tritonkit keeps how to make valid requests there.
+    parameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInfo:
@@ -106,7 +109,40 @@ class ModelInfo:
             per_sample = _sample_nbytes(dtype, shape[1:] if max_batch_size > 0 else shape)
             outputs.append(OutputSpec(output["name"], output["datatype"], shape, dtype, per_sample))
         inputs = tuple(InputSpec(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"])
-        return cls(str(metadata["name"]), inputs, tuple(outputs), max_batch_size)
+        parameters = {
+            str(key): str(value.get("string_value", "")) if isinstance(value, Mapping) else str(value)
+            for key, value in (config.get("parameters") or {}).items()
+        }
+        return cls(str(metadata["name"]), inputs, tuple(outputs), max_batch_size, parameters)
+
+    def tensor_shapes(self) -> list[TensorShape]:
+        """Each input's name, dtype and one sample's dims (-1 for a variable one), as the sample maker takes them."""
+        shapes = []
+        for spec in self.inputs:
+            if spec.dtype is None or spec.dtype == np.dtype(object):
+                raise InvalidInput(f"random values cannot fill {spec.datatype} input {spec.name!r} of {self.name!r}")
+            dims = spec.shape[1:] if self.max_batch_size > 0 else spec.shape
+            shapes.append(TensorShape(spec.name, spec.dtype, tuple(dims)))
+        return shapes
+
+    def sample_spec(self) -> SampleSpec:
+        """How to make valid values and lengths for this model (config parameter ``TRITONKIT_SAMPLES``)."""
+        try:
+            return SampleSpec.from_parameters(self.parameters, model=self.name)
+        except ConfigError as error:
+            raise InvalidInput(str(error)) from None
+
+    def random_request(
+        self, rows: int, rng: np.random.Generator, *, spec: SampleSpec | None = None, length: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """A valid request of ``rows`` samples for every input (no batch dim for a model without batching)."""
+        try:
+            return make_batch(
+                self.tensor_shapes(), spec or self.sample_spec(), rows if self.max_batch_size > 0 else None, rng,
+                length=length,
+            )  # fmt: skip
+        except ConfigError as error:
+            raise InvalidInput(f"model {self.name!r}: {error}") from None
 
     @cached_property
     def output_names(self) -> tuple[str, ...]:

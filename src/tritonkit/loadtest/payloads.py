@@ -2,7 +2,9 @@
 
 Building them once keeps the load generator's CPU on sending requests, not on making data. A payload is:
 
-* ``random``: values of each input's dtype (N(0, 1) for floats, the full range for uint8);
+* ``random``: valid values for every input, as the model's ``TRITONKIT_SAMPLES`` parameter says (value ranges,
+  lengths of variable dims; :mod:`tritonkit.repository.samples`), else by dtype (N(0, 1) for floats, the full
+  range for uint8); with variable dims, up to ``MAX_BATCHES`` batches of lengths drawn from the model's range;
 * ``uint8``: random uint8 frames, for models exported with ``--uint8-input`` (NHWC);
 * a directory, file or glob of images: decoded with Pillow, resized to the model's input, laid out as it takes
   them (NCHW float normalised with the ImageNet mean and std, as tritonkit's FP32 exports expect, or NHWC uint8).
@@ -21,7 +23,8 @@ from typing import Literal
 import numpy as np
 
 from tritonkit.client import InputSpec
-from tritonkit.errors import InvalidInput, TritonkitError
+from tritonkit.errors import ConfigError, InvalidInput, TritonkitError
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_BATCHES", "Payload", "build_payload", "find_images", "image_layout"]
 
@@ -71,32 +74,30 @@ def build_payload(
     *,
     model: str = "the model",
     seed: int = 0,
+    samples: SampleSpec | None = None,
 ) -> Payload:
     """Arrays for ``batch_size``-row requests to a model with these inputs; InvalidInput if they cannot fit."""
     if max_batch_size > 0 and batch_size > max_batch_size:
         raise InvalidInput(f"batch size {batch_size} is over the max_batch_size {max_batch_size} of model {model!r}")
     if max_batch_size == 0 and batch_size != 1:
         raise InvalidInput(f"model {model!r} does not batch (max_batch_size 0): use batch size 1")
-    samples = {spec.name: _sample_shape(spec, max_batch_size, model) for spec in inputs}
-    rows = (batch_size,) if max_batch_size > 0 else ()
     rng = np.random.default_rng(seed)
-    if source == "random":
-        batch = {spec.name: _random(rng, spec, rows + samples[spec.name], model) for spec in inputs}
-        return Payload("random", (batch,))
-    if source == "uint8":
-        for spec in inputs:
-            if spec.datatype != "UINT8":
-                raise InvalidInput(
-                    f"--payload uint8 sends uint8 frames, but input {spec.name!r} of model {model!r} takes "
-                    f"{spec.datatype}: export the model with --uint8-input, or use --payload random"
-                )
-        batch = {spec.name: _random(rng, spec, rows + samples[spec.name], model) for spec in inputs}
-        return Payload("uint8", (batch,))
+    if source in ("random", "uint8"):
+        if source == "uint8":
+            for spec in inputs:
+                if spec.datatype != "UINT8":
+                    raise InvalidInput(
+                        f"--payload uint8 sends uint8 frames, but input {spec.name!r} of model {model!r} takes "
+                        f"{spec.datatype}: export the model with --uint8-input, or use --payload random"
+                    )
+        return _random_payload(source, inputs, max_batch_size, batch_size, samples or SampleSpec(), rng, model)
+    samples_by_name = {spec.name: _sample_shape(spec, max_batch_size, model) for spec in inputs}
+    rows = (batch_size,) if max_batch_size > 0 else ()
     if len(inputs) != 1:
         names = ", ".join(spec.name for spec in inputs)
         raise InvalidInput(f"image payloads fill one input, but model {model!r} takes {len(inputs)} ({names})")
     spec = inputs[0]
-    layout, channels, height, width = image_layout(spec, samples[spec.name], model)
+    layout, channels, height, width = image_layout(spec, samples_by_name[spec.name], model)
     files = find_images(source)
     # Only as many files as the distinct batches use are decoded: a directory of 10k images stays cheap.
     wanted = min(len(files), MAX_BATCHES * batch_size)
@@ -110,6 +111,31 @@ def build_payload(
     return Payload(f"{len(images)} image(s) from {source}", tuple(batches))
 
 
+def _random_payload(
+    source: str,
+    inputs: Sequence[InputSpec],
+    max_batch_size: int,
+    batch_size: int,
+    samples: SampleSpec,
+    rng: np.random.Generator,
+    model: str,
+) -> Payload:
+    """Valid random requests: one batch for fixed shapes, up to MAX_BATCHES of drawn lengths for variable ones."""
+    tensors = []
+    for spec in inputs:
+        dims = tuple(spec.shape[1:] if max_batch_size > 0 else spec.shape)
+        if spec.dtype is None or spec.dtype == np.dtype(object):
+            raise InvalidInput(f"random payloads cannot fill {spec.datatype} input {spec.name!r} of model {model!r}")
+        tensors.append(TensorShape(spec.name, spec.dtype, dims))
+    variable = any(dim < 0 for tensor in tensors for dim in tensor.dims)
+    rows = batch_size if max_batch_size > 0 else None
+    try:
+        batches = tuple(make_batch(tensors, samples, rows, rng) for _ in range(MAX_BATCHES if variable else 1))
+    except ConfigError as error:
+        raise InvalidInput(f"model {model!r}: {error}") from None
+    return Payload(source, batches)
+
+
 def _sample_shape(spec: InputSpec, max_batch_size: int, model: str) -> tuple[int, ...]:
     sample = spec.shape[1:] if max_batch_size > 0 else spec.shape
     if any(dim < 0 for dim in sample):
@@ -118,19 +144,6 @@ def _sample_shape(spec: InputSpec, max_batch_size: int, model: str) -> tuple[int
             "load payloads need fixed shapes"
         )
     return tuple(sample)
-
-
-def _random(rng: np.random.Generator, spec: InputSpec, shape: tuple[int, ...], model: str) -> np.ndarray:
-    dtype = spec.dtype
-    if dtype is None or dtype == np.dtype(object):
-        raise InvalidInput(f"random payloads cannot fill {spec.datatype} input {spec.name!r} of model {model!r}")
-    if dtype == np.bool_:
-        return rng.random(shape) < 0.5
-    if np.issubdtype(dtype, np.floating):
-        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
-    # Integers: the full range for bytes (pixels), small non-negative values otherwise (ids, lengths, indices).
-    high = 256 if dtype.itemsize == 1 and dtype.kind == "u" else 100
-    return rng.integers(0, high, size=shape, dtype=dtype)
 
 
 def image_layout(spec: InputSpec, sample: Sequence[int], model: str = "the model") -> tuple[Layout, int, int, int]:

@@ -80,6 +80,7 @@ def _shared_payload(settings: LoadSettings, client: Client) -> Payload:
                 settings.payload,
                 model=settings.model,
                 seed=settings.seed,
+                samples=client.info().sample_spec(),
             )
             _payloads[key] = payload
     return payload
