@@ -182,3 +182,77 @@ def test_bench_sends_every_input_at_mixed_lengths_and_times_the_raw_model_with_a
 def test_an_input_without_lengths_is_one_clear_error(tmp_path):
     with pytest.raises(InvalidInput, match="'x' has a variable dim and the model says no lengths"):
         build_payload([InputSpec("x", "FP32", [-1, -1])], 16, 1)
+
+
+TEXT_INPUTS = ["--input", "input_ids:int64:-1:0:999", "--input", "attention_mask:int64:-1:0:1", "--length", "4:24"]
+
+
+@pytest.fixture(scope="module")
+def exported_text(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dict-returning two-input text model exported by `tritonkit export` in both formats."""
+    repository = tmp_path_factory.mktemp("exported_text")
+    for fmt in ("onnx", "torchscript"):
+        result = runner.invoke(
+            app,
+            ["export", "text_models:tiny_text", "--format", fmt, "--name", f"text_{fmt}", "-r", str(repository),
+             "--kind", "cpu", *TEXT_INPUTS],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    return repository
+
+
+def test_export_declares_every_input_variable_dims_and_dict_outputs(exported_text):
+    onnx = ModelConfig.load(exported_text / "text_onnx").proto
+    assert [(t.name, list(t.dims)) for t in onnx.input] == [("input_ids", [-1]), ("attention_mask", [-1])]
+    assert [(t.name, list(t.dims)) for t in onnx.output] == [("logits", [3]), ("hidden", [-1, 8])]
+    torchscript = ModelConfig.load(exported_text / "text_torchscript").proto
+    assert [t.name for t in torchscript.input] == ["input__0", "input__1"]
+    names = json.loads(torchscript.parameters["TRITONKIT_INPUT_NAMES"].string_value)
+    assert names == {"input__0": "input_ids", "input__1": "attention_mask"}
+    assert json.loads(torchscript.parameters["TRITONKIT_OUTPUT_NAMES"].string_value)["output__1"] == "hidden"
+    samples = SampleSpec.from_parameters({SAMPLES_PARAMETER: torchscript.parameters[SAMPLES_PARAMETER].string_value})
+    assert samples.sample("input__0") == InputSample(0, 999, 4, 24)
+
+
+def test_both_exports_serve_answers_equal_to_eager_at_mixed_lengths(exported_text):
+    import torch
+
+    from text_models import tiny_text
+    from tritonkit.client import Client
+
+    eager = tiny_text().eval()
+    rng = np.random.default_rng(3)
+    with EmbeddedServer(exported_text, http_port=0, grpc_port=0, metrics_port=0) as server:
+        for length in (4, 17, 24):
+            ids = rng.integers(0, 1000, size=(2, length), dtype=np.int64)
+            mask = (rng.random((2, length)) < 0.8).astype(np.int64)
+            with torch.no_grad():
+                expected = eager(torch.from_numpy(ids), torch.from_numpy(mask))
+            with Client(server.grpc_url, "text_onnx") as client:
+                served = client.infer({"input_ids": ids, "attention_mask": mask})
+            np.testing.assert_allclose(served["logits"], expected["logits"].numpy(), rtol=1e-5, atol=1e-6)
+            assert served["hidden"].shape == (2, length, 8)
+            with Client(server.grpc_url, "text_torchscript") as client:
+                positional = client.infer({"input__0": ids, "input__1": mask})
+            np.testing.assert_allclose(positional["output__0"], expected["logits"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "input_ids:int64:-1:0:999", "--input", "attention_mask:int64:-1:0:1"],
+         "input 'input_ids' has a variable dim: give --length MIN:MAX"),
+        (["--input", "input_ids:int64:-1:0:999", "--length", "4:8"],
+         "missing 1 required positional argument: 'attention_mask'"),
+        ([*TEXT_INPUTS, "--uint8-input"], "does not combine with --uint8-input"),
+        (["--length", "4:8"], "--length sets the variable dims of --input declarations"),
+        (["--input", "input_ids:int64:-1:0:99999", "--input", "attention_mask:int64:-1:0:1", "--length", "4:8"],
+         "index out of range"),
+    ],
+)  # fmt: skip
+def test_export_errors_for_a_declared_signature_name_the_problem(tmp_path, args, message):
+    result = runner.invoke(app, ["export", "text_models:tiny_text", "-r", str(tmp_path), "--kind", "cpu", *args])
+    assert result.exit_code == 1, result.output
+    flat = " ".join(result.output.split())
+    assert flat.startswith("error:") and message in flat, flat
+    assert not any(tmp_path.iterdir()), "a failed export leaves nothing behind"

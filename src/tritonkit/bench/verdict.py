@@ -137,7 +137,7 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
     full = _find(rows, lambda c: c.frames_per_request > 1)
     if full and not math.isnan(full.best.efficiency):
         sentences.append(
-            f"With {full.best.frames_per_request}-frame requests, {full.best.label} served "
+            f"With {full.best.frames_per_request}-sample requests, {full.best.label} served "
             f"{full.best.samples_per_s:,.0f} samples/s, {full.best.efficiency:.2f} of the raw model at batch "
             f"{full.best.raw_batch} ({full.best.raw_samples_per_s:,.0f}/s, same run)."
         )

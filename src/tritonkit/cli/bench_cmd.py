@@ -104,7 +104,7 @@ def bench(
 
 def cell_line(cell: Cell) -> str:
     """One measured cell, printed as soon as it is measured."""
-    frames = f" ×{cell.frames_per_request} frames" if cell.frames_per_request > 1 else ""
+    frames = f" ×{cell.frames_per_request} per request" if cell.frames_per_request > 1 else ""
     stand_in = "no-work " if cell.model.endswith("__no_work") else ""
     failures = sum(cell.failures.values()) + cell.server_failures
     parts = [

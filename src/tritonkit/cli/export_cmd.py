@@ -36,6 +36,13 @@ def export(
     queue_delay_us: int = typer.Option(
         DEFAULT_QUEUE_DELAY_US, min=0, help="Dynamic batching max_queue_delay_microseconds."
     ),
+    inputs: list[str] = typer.Option(
+        None,
+        "--input",
+        help="NAME:DTYPE:DIMS[:LOW:HIGH], once per input in forward's order (-1 for a variable dim), e.g. "
+        "input_ids:int64:-1:0:29999; replaces --input-shape.",
+    ),
+    length: str | None = typer.Option(None, help="MIN:MAX length of the --input variable dims, e.g. 8:128."),
 ) -> None:
     """Export MODEL to ONNX or TorchScript, verify it, and write its config.pbtxt."""
     from tritonkit.export import ExportOptions, export_model
@@ -59,6 +66,8 @@ def export(
             kind=kind,
             gpus=parse_int_list("--gpus", gpus) or (),
             queue_delay_us=queue_delay_us,
+            inputs=tuple(inputs or ()),
+            length=length,
         )
         with console.status(f"exporting {model} ...") as status:
             result = export_model(model, options, on_step=lambda step: status.update(f"{step} ..."))

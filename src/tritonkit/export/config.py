@@ -33,6 +33,9 @@ def export_spec(
     options: ExportOptions,
     inputs: Sequence[TensorSignature],
     outputs: Sequence[TensorSignature],
+    *,
+    warmup: bool = True,
+    parameters: dict[str, str] | None = None,
 ) -> ModelSpec:
     """The default config of an export: dynamic batching, the asked-for instances, warmup at every batch size.
 
@@ -50,8 +53,9 @@ def export_spec(
         instance_groups=instance_groups(count=options.instances, kind=options.kind, gpus=options.gpus),
         warmup=tuple(
             Warmup(name=f"batch_{batch}", batch_size=batch, inputs=input_specs, random=True)
-            for batch in options.batch_sizes
+            for batch in (options.batch_sizes if warmup else ())
         ),
+        parameters=parameters or {},
     )
 
 

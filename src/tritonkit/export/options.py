@@ -6,15 +6,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from tritonkit.errors import ExportError
+from tritonkit.errors import ConfigError, ExportError
 from tritonkit.export.models import IMAGENET_MEAN, safe_model_name
 from tritonkit.export.onnx import MIN_OPSET, OnnxExporter
 from tritonkit.export.precision import Precision, Tolerance, default_tolerance
+from tritonkit.repository.samples import InputSample, SampleSpec, parse_input_option, parse_length
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
+
+DeclaredInput = tuple[str, Any, tuple[int, ...], InputSample]
 
 __all__ = ["ExportFormat", "ExportOptions", "parse_input_shape"]
 
@@ -76,6 +79,10 @@ class ExportOptions:
     opset: int = MIN_OPSET
     onnx_exporter: OnnxExporter = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A declared signature (``--input NAME:DTYPE:DIMS[:LOW:HIGH]`` in forward's order, ``--length MIN:MAX``):
+    # replaces input_shape, for models with several inputs, other dtypes or variable dims.
+    inputs: tuple[str, ...] = ()
+    length: str | None = None
 
     def __post_init__(self) -> None:
         shape: str | Sequence[int] = self.input_shape
@@ -113,6 +120,14 @@ class ExportOptions:
             raise ExportError(
                 f"--uint8-input takes RGB images, so the input shape must be 3,H,W; got {','.join(map(str, dims))}"
             )
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.inputs:
+            if self.uint8_input or self.precision != "fp32" or self.channels_last:
+                raise ExportError("--input declares the model's inputs; it does not combine with --uint8-input, "
+                                  "--precision fp16 or --channels-last yet")  # fmt: skip
+            self.declared()  # parse errors name the option now
+        elif self.length is not None:
+            raise ExportError("--length sets the variable dims of --input declarations; give --input too")
         # Building the tolerance checks the values.
         self.tolerance  # noqa: B018
 
@@ -140,6 +155,26 @@ class ExportOptions:
     @property
     def input_dtype(self) -> torch.dtype:
         return torch.uint8 if self.uint8_input else torch.float32
+
+    def declared(self) -> tuple[list[DeclaredInput], SampleSpec]:
+        """The ``--input`` declarations and the samples they describe; variable dims need ``--length``."""
+        try:
+            parsed = [parse_input_option(text) for text in self.inputs]
+            low, high = parse_length(self.length) if self.length is not None else (0, 0)
+        except ConfigError as error:
+            raise ExportError(str(error)) from None
+        names = [name for name, *_ in parsed]
+        if len(set(names)) != len(names):
+            raise ExportError(f"--input names must differ; got {names}")
+        declared, samples = [], {}
+        for name, dtype, dims, sample in parsed:
+            if any(d < 0 for d in dims):
+                if self.length is None:
+                    raise ExportError(f"input {name!r} has a variable dim: give --length MIN:MAX, e.g. 8:128")
+                sample = InputSample(sample.low, sample.high, low, high)
+            declared.append((name, dtype, dims, sample))
+            samples[name] = sample
+        return declared, SampleSpec(samples)
 
     def model_name(self, model: str) -> str:
         return self.name if self.name is not None else safe_model_name(model)

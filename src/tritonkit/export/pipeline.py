@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -27,9 +28,11 @@ from tritonkit.export.onnx import to_onnx
 from tritonkit.export.options import ExportOptions
 from tritonkit.export.precision import HalfPrecision
 from tritonkit.export.signature import probe_signature, random_batch, signature_json
+from tritonkit.export.signed import declared_signature, export_declared, verify_declared
 from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import VerificationReport, verify_artifact
 from tritonkit.repository import ModelConfig
+from tritonkit.repository.samples import SAMPLES_PARAMETER, SampleSpec
 
 __all__ = ["ARTIFACT_NAMES", "ExportResult", "export_model"]
 
@@ -72,6 +75,8 @@ def export_model(
 
     step(f"building {model}")
     module = load_model(model, weights=options.weights, seed=options.seed)
+    if options.inputs:
+        return _export_declared(module, name, options, model_dir, config_path, existing, step)
     exported, reference = _wrap(module, options)
     exported, reference = exported.to(device), reference.to(device)
     if options.channels_last:
@@ -116,6 +121,53 @@ def export_model(
             os.replace(produced, version_dir / produced.name)
         config.save(config_path)
     return ExportResult(model_dir, artifact, config, dataclasses.replace(report, artifact=artifact))
+
+
+def _export_declared(
+    module: nn.Module,
+    name: str,
+    options: ExportOptions,
+    model_dir: Path,
+    config_path: Path,
+    existing: ModelConfig | None,
+    step: Callable[[str], None],
+) -> ExportResult:
+    """The export of a declared signature (several inputs, any dtype, variable dims): see ``signed``."""
+    declared, samples = options.declared()
+    wrapped, inputs, outputs, mapping = declared_signature(module, declared, samples, file_format=options.format)
+    parameters = {SAMPLES_PARAMETER: _served_samples(samples, mapping).to_parameter()}
+    if options.format == "torchscript":
+        # The native backend's positional names; what they stand for, for people and clients.
+        parameters["TRITONKIT_INPUT_NAMES"] = json.dumps({t.name: mapping[t.name] for t in inputs})
+        parameters["TRITONKIT_OUTPUT_NAMES"] = json.dumps({t.name: mapping[t.name] for t in outputs})
+    # No warm-up samples: Triton's random warm-up data would be out of range for token ids.
+    config = config_for(export_spec(name, options, inputs, outputs, warmup=False, parameters=parameters), existing)
+    for key, value in parameters.items():
+        config.proto.parameters[key].string_value = value
+    with _staging(model_dir) as staging:
+        staged = staging / ARTIFACT_NAMES[options.format]
+        step(f"exporting {_FORMAT_LABELS[options.format]}")
+        export_declared(
+            wrapped, declared, samples, inputs, outputs, staged, file_format=options.format, opset=options.opset
+        )
+        report = verify_declared(
+            staged, wrapped, declared, samples, outputs, max_batch=options.max_batch_size,
+            tolerance=options.tolerance, on_step=step,
+        )  # fmt: skip
+        step(f"writing {config_path}")
+        version_dir = model_dir / str(options.version)
+        version_dir.mkdir(exist_ok=True)
+        artifact = version_dir / staged.name
+        for produced in sorted(staging.iterdir()):
+            os.replace(produced, version_dir / produced.name)
+        config.save(config_path)
+    return ExportResult(model_dir, artifact, config, dataclasses.replace(report, artifact=artifact))
+
+
+def _served_samples(samples: SampleSpec, mapping: dict[str, str]) -> SampleSpec:
+    """The samples keyed by the names the server knows (``input__N`` in TorchScript)."""
+    served = {user: served for served, user in mapping.items()}
+    return SampleSpec({served.get(name, name): sample for name, sample in samples.inputs.items()})
 
 
 def _wrap(module: nn.Module, options: ExportOptions) -> tuple[nn.Module, nn.Module]:

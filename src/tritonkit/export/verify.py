@@ -20,7 +20,7 @@ from tritonkit.export.precision import Tolerance, default_tolerance, export_erro
 from tritonkit.export.signature import evaluating, flatten_outputs, input_name, output_name, random_batch
 from tritonkit.export.torchscript import quiet_torchscript
 
-__all__ = ["OutputCheck", "VerificationReport", "verify_artifact"]
+__all__ = ["OutputCheck", "VerificationReport", "compare_outputs", "verify_artifact"]
 
 _Runner = Callable[[torch.Tensor], list[np.ndarray]]
 _FP32 = default_tolerance("fp32")
@@ -124,7 +124,7 @@ def verify_artifact(
                 raise ExportError(
                     f"at batch size {batch}, {name} of {artifact.name} has shape {got.shape}, eager has {want.shape}"
                 )
-            checks.append(OutputCheck(batch, name, *_compare(got, want, tolerance)))
+            checks.append(OutputCheck(batch, name, *compare_outputs(got, want, tolerance)))
     report = VerificationReport(artifact, runtime, tolerance, tuple(checks))
     for failed in report.failures():
         hint = ""
@@ -138,7 +138,8 @@ def verify_artifact(
     return report
 
 
-def _compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> tuple[float, float, bool]:
+def compare_outputs(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> tuple[float, float, bool]:
+    """(max abs error, max rel error over significant elements, passed) of ``actual`` against ``expected``."""
     if actual.size == 0:
         return 0.0, 0.0, True
     got = actual.astype(np.float64)
