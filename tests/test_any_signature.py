@@ -256,3 +256,34 @@ def test_export_errors_for_a_declared_signature_name_the_problem(tmp_path, args,
     flat = " ".join(result.output.split())
     assert flat.startswith("error:") and message in flat, flat
     assert not any(tmp_path.iterdir()), "a failed export leaves nothing behind"
+
+
+def test_padding_to_length_buckets_gives_the_answers_of_the_unpadded_request(exported_text):
+    import torch
+
+    from text_models import tiny_text
+    from tritonkit.client import Client
+
+    eager = tiny_text().eval()
+    ids = np.arange(1, 6, dtype=np.int64)[None].repeat(2, axis=0)
+    mask = np.ones_like(ids)
+    with torch.no_grad():
+        expected = eager(torch.from_numpy(ids), torch.from_numpy(mask))
+    with (
+        EmbeddedServer(exported_text, http_port=0, grpc_port=0, metrics_port=0) as server,
+        Client(server.grpc_url, "text_onnx", pad_to=(8, 16, 24)) as client,
+    ):
+        served = client.infer({"input_ids": ids, "attention_mask": mask})
+        assert served["hidden"].shape == (2, 5, 8)  # cut back from the bucket of 8
+        np.testing.assert_allclose(served["logits"], expected["logits"].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served["hidden"], expected["hidden"].numpy(), rtol=1e-5, atol=1e-6)
+        long = np.ones((1, 30), dtype=np.int64)
+        with pytest.raises(InvalidInput, match="length 30 is over the largest padding bucket 24"):
+            client.infer({"input_ids": long, "attention_mask": long})
+
+
+def test_bench_pads_requests_to_buckets_when_asked(text_repository):
+    config = ModelConfig.load(text_repository / "text")
+    padded = request_variants(config, 2, pad_to=(8, 12))
+    assert {v["input_ids"].shape[1] for v in padded} <= {8, 12}
+    assert all(v["attention_mask"].shape == v["input_ids"].shape for v in padded)

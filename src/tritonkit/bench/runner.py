@@ -26,7 +26,7 @@ from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig, triton_dtype_name
 from tritonkit.repository.dtypes import to_numpy_dtype
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch, pad_to_bucket
 from tritonkit.repository.validate import model_filename, version_directories
 
 __all__ = ["BenchSettings", "Cell", "measure_cell", "model_file_of", "output_byte_size"]
@@ -45,6 +45,7 @@ class BenchSettings:
     max_concurrency: int = 256  # the sweep's cap
     min_growth: float = 0.05  # the sweep stops when a doubling gains less than this
     p99_budget_ms: float | None = None  # the sweep also stops once p99 leaves the budget
+    pad_to: tuple[int, ...] = ()  # pad variable dims to the smallest of these lengths (the client-side buckets)
 
     def processes_for(self, concurrency: int) -> int:
         if self.client_processes:
@@ -123,13 +124,21 @@ def sample_spec(config: ModelConfig) -> SampleSpec:
     return SampleSpec.from_parameters(parameters, model=config.proto.name)
 
 
-def request_variants(config: ModelConfig, rows: int, *, count: int = 16) -> tuple[dict[str, np.ndarray], ...]:
-    """Requests of ``rows`` samples for every input: one for fixed shapes, ``count`` of drawn lengths otherwise."""
+def request_variants(
+    config: ModelConfig, rows: int, *, count: int = 16, pad_to: tuple[int, ...] = ()
+) -> tuple[dict[str, np.ndarray], ...]:
+    """Requests of ``rows`` samples for every input: one for fixed shapes, ``count`` of drawn lengths otherwise.
+
+    With ``pad_to``, each request's variable dims are padded with zeros to the smallest bucket that holds them.
+    """
     tensors = tensor_shapes(config)
-    variable = any(d < 0 for tensor in tensors for d in tensor.dims)
+    axes = {t.name: [i + 1 for i, d in enumerate(t.dims) if d < 0] for t in tensors if any(d < 0 for d in t.dims)}
     rng = np.random.default_rng(0)
     spec = sample_spec(config)
-    return tuple(make_batch(tensors, spec, rows, rng) for _ in range(count if variable else 1))
+    requests = [make_batch(tensors, spec, rows, rng) for _ in range(count if axes else 1)]
+    if pad_to and axes:
+        requests = [pad_to_bucket(request, axes, pad_to)[0] for request in requests]
+    return tuple(requests)
 
 
 def measure_cell(
@@ -149,7 +158,7 @@ def measure_cell(
     """One window of closed-loop load on ``served`` (default ``name``), with the server's and the host's view."""
     tensor = base.proto.input[0]
     served = served or name
-    requests = request_variants(base, settings.frames_per_request)
+    requests = request_variants(base, settings.frames_per_request, pad_to=settings.pad_to)
     spec = LoadSpec(
         url=url,
         model=served,

@@ -59,6 +59,9 @@ def bench(
     mps: Literal["auto", "on", "off"] = typer.Option("auto", help="Add MPS configurations (auto: where possible)."),
     gpus: str | None = typer.Option(None, help="GPUs for the multi-GPU row, e.g. 0,1: one instance group per GPU."),
     ceiling: bool = typer.Option(True, "--ceiling/--no-ceiling", help="Measure the serving path's no-work ceiling."),
+    pad_to: str | None = typer.Option(
+        None, help="Pad variable-length requests to the smallest of these lengths, e.g. 16,32,64 (zeros)."
+    ),
     out: Path | None = typer.Option(None, help="Folder for results.json, results.csv and the plot."),
     p99_ms: float | None = typer.Option(None, "--p99-ms", help="Latency budget: stops sweeps, picks the best."),
     apply: bool = typer.Option(False, "--apply", help="Write the best config under --p99-ms into config.pbtxt."),
@@ -96,6 +99,7 @@ def bench(
             shared_memory=fixed_outputs if shared_memory is None else shared_memory,
             max_concurrency=max_concurrency,
             p99_budget_ms=p99_ms,
+            pad_to=parse_int_list("--pad-to", pad_to) or (),
         )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         destination = out or Path("bench-results") / f"{name}-{stamp}"

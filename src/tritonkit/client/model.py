@@ -125,6 +125,13 @@ class ModelInfo:
             shapes.append(TensorShape(spec.name, spec.dtype, tuple(dims)))
         return shapes
 
+    def variable_axes(self, which: str) -> dict[str, list[int]]:
+        """Per input (``which`` "inputs") or output ("outputs"): the axes of its batched arrays that are variable."""
+        first = 1 if self.max_batch_size > 0 else 0
+        tensors = self.inputs if which == "inputs" else self.outputs
+        axes = {t.name: [i for i, d in enumerate(t.shape) if d < 0 and i >= first] for t in tensors}
+        return {name: found for name, found in axes.items() if found}
+
     def sample_spec(self) -> SampleSpec:
         """How to make valid values and lengths for this model (config parameter ``TRITONKIT_SAMPLES``)."""
         try:

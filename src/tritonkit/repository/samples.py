@@ -30,8 +30,10 @@ __all__ = [
     "TensorShape",
     "default_range",
     "make_batch",
+    "pad_to_bucket",
     "parse_input_option",
     "parse_length",
+    "unpad",
 ]
 
 SAMPLES_PARAMETER = "TRITONKIT_SAMPLES"
@@ -218,3 +220,43 @@ def _values(tensor: TensorShape, sample: InputSample, shape: tuple[int, ...], rn
     low, high = math.floor(bounds[0]), math.floor(bounds[1])
     values = rng.integers(low, high + 1, size=shape, dtype=np.int64)
     return values.astype(dtype)
+
+
+def pad_to_bucket(
+    arrays: Mapping[str, np.ndarray], variable: Mapping[str, Sequence[int]], buckets: Sequence[int]
+) -> tuple[dict[str, np.ndarray], int | None, int | None]:
+    """Pad every variable dim of a request to the smallest bucket that holds it, with zeros.
+
+    ``variable`` gives, per input name, the axes (of the batched array) that are variable; they must all have one
+    length (ids and their mask). Zeros are what a padding token id and a masked-out position are in the models
+    this is for: pass the attention mask, or the padding changes the answer. Returns the padded arrays, the
+    length and the padded length (None, None when nothing is variable).
+    """
+    lengths = {int(arrays[name].shape[axis]) for name, axes in variable.items() if name in arrays for axis in axes}
+    if not lengths:
+        return dict(arrays), None, None
+    if len(lengths) > 1:
+        raise ConfigError(f"the variable dims of one request have different lengths {sorted(lengths)}")
+    length = lengths.pop()
+    target = next((bucket for bucket in sorted(buckets) if bucket >= length), None)
+    if target is None:
+        raise ConfigError(f"length {length} is over the largest padding bucket {max(buckets)}")
+    padded = {}
+    for name, array in arrays.items():
+        widths = [(0, 0)] * array.ndim
+        for axis in variable.get(name, ()):
+            widths[axis] = (0, target - length)
+        padded[name] = np.pad(array, widths) if target != length and name in variable else array
+    return padded, length, target
+
+
+def unpad(
+    outputs: Mapping[str, np.ndarray], variable: Mapping[str, Sequence[int]], length: int
+) -> dict[str, np.ndarray]:
+    """Outputs back at the request's own length: each variable axis of ``variable`` cut to ``length``."""
+    result = {}
+    for name, array in outputs.items():
+        for axis in variable.get(name, ()):
+            array = np.take(array, np.arange(length), axis=axis)
+        result[name] = array
+    return result
