@@ -35,7 +35,7 @@ def as_cli_args(line: str) -> list[str]:
 def test_every_readme_block_is_covered_here():
     """A README example added without a test here fails this test."""
     covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CLIENT, LOAD, LOCUST, STEP, CONFIG, BENCH, FROM_PYTHON}
-    assert {body for _, body in blocks()} == covered | set(COMPOSE_BLOCKS)
+    assert {body for _, body in blocks()} == covered | set(COMPOSE_BLOCKS) | set(HELM_BLOCKS)
 
 
 QUICK_START = "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/tritonkit demo"
@@ -58,6 +58,7 @@ COMPOSE_BLOCKS = [
     body for language, body in blocks() if language == "bash" and "docker compose" in body and "tritonkit" not in body
 ]
 FROM_PYTHON = next((body for language, body in blocks() if language == "python" and "EmbeddedServer(" in body), "")
+HELM_BLOCKS = [body for language, body in blocks() if language == "bash" and re.search(r"^helm ", body, re.M)]
 
 
 def test_the_test_command_is_what_ci_runs():
@@ -189,3 +190,46 @@ def test_compose_examples_are_accepted_by_docker_compose(tmp_path):
         assert result.returncode == 0, f"{block}\n{result.stderr}"
     assert not_runnable == ["nvidia-cuda-mps-control -d"]
     assert re.search(r"^TRITONKIT_API_KEY=[0-9a-f]{64}$", (tmp_path / ".env").read_text(), re.M)
+
+
+def test_kubernetes_examples_plan_and_render(tmp_path):
+    """No cluster here: `tritonkit plan` runs as written, each local-chart helm command is rendered with its values.
+
+    The blocks run in bash (so $(openssl ...) and line continuations are real) with `helm` recording its arguments
+    and `kubectl` refused; the recorded install/upgrade commands are then rendered by test_helm_chart.helm_command.
+    """
+    import base64
+    import json
+
+    from test_helm_chart import helm_command, one, triton_container, triton_deployment
+
+    assert len(HELM_BLOCKS) == 2, HELM_BLOCKS
+    calls = tmp_path / "helm-calls.jsonl"
+    prelude = (
+        f'helm() {{ "{sys.executable}" -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" >> "{calls}"; }}\n'
+        f'tritonkit() {{ "{sys.executable}" -m tritonkit "$@"; }}\n'
+        'kubectl() { echo "kubectl needs a cluster" >&2; return 1; }\n'
+    )
+    outputs = []
+    for block in HELM_BLOCKS:
+        result = subprocess.run(
+            ["bash", "-euc", prelude + block], cwd=README.parent, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{block}\n{result.stderr}"
+        outputs.append(result.stdout)
+    releases: dict = {}
+    rendered = [helm_command(json.loads(line), releases) for line in calls.read_text().splitlines()]
+    install, adapter, upgrade = rendered
+    assert adapter is None, "the prometheus-adapter chart comes from its repository: not fetched here"
+    key = [arg for arg in triton_container(install)["env"] if arg["name"] == "TRITONKIT_API_KEY"]
+    assert key and re.fullmatch(r"[0-9a-f]{64}", releases["tritonkit"]["apiKey"]["value"])
+    assert triton_deployment(install)["metadata"]["namespace"] == "serving"
+    # The upgrade sets what the plan printed, and keeps the installed key and claim.
+    plan = outputs[1]
+    assert "Pods: 4 pods (4 GPUs)" in plan and "--set autoscaling.targetQueueUsPerRequest=1379" in plan
+    hpa = one(upgrade, "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (4, 8)
+    assert hpa["metrics"][0]["pods"]["target"]["averageValue"] == "1379"
+    assert releases["tritonkit"]["modelRepository"]["pvc"]["claimName"] == "models"
+    secret = one(upgrade, "Secret")["data"]["api-key"]
+    assert base64.b64decode(secret).decode() == releases["tritonkit"]["apiKey"]["value"]

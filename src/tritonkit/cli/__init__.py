@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tritonkit.cli import bench_cmd, config_cmd, demo_cmd, export_cmd, infer_cmd, load_cmd, serve_cmd
+from tritonkit.cli import bench_cmd, config_cmd, demo_cmd, export_cmd, infer_cmd, load_cmd, plan_cmd, serve_cmd
 
 __all__ = ["app"]
 
@@ -22,3 +22,4 @@ app.command("demo")(demo_cmd.demo)
 app.command("bench")(bench_cmd.bench)
 app.command("infer")(infer_cmd.infer)
 app.command("load")(load_cmd.load)
+app.command("plan")(plan_cmd.plan)

@@ -113,14 +113,7 @@ def export_model(
             on_step=step,
         )
         step(f"writing {config_path}")
-        version_dir = model_dir / str(options.version)
-        version_dir.mkdir(exist_ok=True)
-        artifact = version_dir / staged.name
-        # Everything the exporter wrote moves together (an ONNX model over 2 GB has external data files).
-        for produced in sorted(staging.iterdir()):
-            os.replace(produced, version_dir / produced.name)
-        config.save(config_path)
-    return ExportResult(model_dir, artifact, config, dataclasses.replace(report, artifact=artifact))
+        return _install(staging, staged, model_dir / str(options.version), config, config_path, report)
 
 
 def _export_declared(
@@ -155,13 +148,7 @@ def _export_declared(
             tolerance=options.tolerance, on_step=step,
         )  # fmt: skip
         step(f"writing {config_path}")
-        version_dir = model_dir / str(options.version)
-        version_dir.mkdir(exist_ok=True)
-        artifact = version_dir / staged.name
-        for produced in sorted(staging.iterdir()):
-            os.replace(produced, version_dir / produced.name)
-        config.save(config_path)
-    return ExportResult(model_dir, artifact, config, dataclasses.replace(report, artifact=artifact))
+        return _install(staging, staged, model_dir / str(options.version), config, config_path, report)
 
 
 def _served_samples(samples: SampleSpec, mapping: dict[str, str]) -> SampleSpec:
@@ -176,6 +163,19 @@ def _wrap(module: nn.Module, options: ExportOptions) -> tuple[nn.Module, nn.Modu
     if options.uint8_input:
         return UInt8Frames(exported).eval(), UInt8Frames(module).eval()
     return exported.eval(), module
+
+
+def _install(
+    staging: Path, staged: Path, version_dir: Path, config: ModelConfig, config_path: Path, report: VerificationReport
+) -> ExportResult:
+    """Move what the export staged into the version folder, then write the config: the result appears at once."""
+    version_dir.mkdir(exist_ok=True)
+    artifact = version_dir / staged.name
+    # Everything the exporter wrote moves together (an ONNX model over 2 GB has external data files).
+    for produced in sorted(staging.iterdir()):
+        os.replace(produced, version_dir / produced.name)
+    config.save(config_path)
+    return ExportResult(version_dir.parent, artifact, config, dataclasses.replace(report, artifact=artifact))
 
 
 @contextlib.contextmanager
