@@ -287,3 +287,47 @@ def test_bench_pads_requests_to_buckets_when_asked(text_repository):
     padded = request_variants(config, 2, pad_to=(8, 12))
     assert {v["input_ids"].shape[1] for v in padded} <= {8, 12}
     assert all(v["attention_mask"].shape == v["input_ids"].shape for v in padded)
+
+
+BERT_INPUTS = [
+    "--input", "input_ids:int64:-1:0:999", "--input", "attention_mask:int64:-1:0:1",
+    "--input", "token_type_ids:int64:-1:0:1", "--length", "8:48",
+]  # fmt: skip
+
+
+def test_a_hugging_face_bert_exports_in_both_formats_and_serves_answers_equal_to_eager(tmp_path):
+    pytest.importorskip("transformers", reason="the dev extra installs transformers")
+    import torch
+
+    from tritonkit.client import Client
+    from tritonkit.export.zoo import tiny_bert
+
+    for fmt in ("onnx", "torchscript"):
+        result = runner.invoke(
+            app, ["export", "tritonkit.export.zoo:tiny_bert", "--format", fmt, "--name", f"bert_{fmt}",
+                  "-r", str(tmp_path), "--kind", "cpu", *BERT_INPUTS],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    torch.manual_seed(0)
+    eager = tiny_bert().eval()
+    rng = np.random.default_rng(5)
+    with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0) as server:
+        onnx, torchscript = Client(server.grpc_url, "bert_onnx"), Client(server.grpc_url, "bert_torchscript")
+        with onnx, torchscript:
+            for length in (8, 33):
+                ids = rng.integers(0, 1000, size=(2, length), dtype=np.int64)
+                mask, types = np.ones_like(ids), np.zeros_like(ids)
+                with torch.no_grad():
+                    expected = eager(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+                served = onnx.infer({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+                np.testing.assert_allclose(
+                    served["pooler_output"], expected["pooler_output"].numpy(), rtol=1e-4, atol=1e-5
+                )
+                positional = torchscript.infer({"input__0": ids, "input__1": mask, "input__2": types})
+                np.testing.assert_allclose(
+                    positional["output__0"], expected["last_hidden_state"].numpy(), rtol=1e-4, atol=1e-5
+                )
+            too_long = np.ones((1, 49), dtype=np.int64)
+            with pytest.raises(InvalidInput, match="'input_ids' of model 'bert_onnx': length 49 is over the longest"):
+                onnx.infer({"input_ids": too_long, "attention_mask": too_long, "token_type_ids": too_long * 0})
+        assert server.is_running()

@@ -125,7 +125,7 @@ def test_the_verdict_says_each_ratio_in_sentences():
     assert "Under an MPS daemon those processes served 2,750/s: 0.98× the shared executor" in flat
     assert "served 14,000 samples/s, 1.01 of the raw model at batch 64" in flat
     assert "carried 23,000/s, 1.7× what 4 inst, b≤64 0.25ms served" in flat
-    assert "Best single-frame setup with no latency budget given: 4 inst, b≤64 0.25ms at 256" in flat
+    assert "Best one-sample-a-request setup with no latency budget given: 4 inst, b≤64 0.25ms at 256" in flat
     assert "- 4 inst: throughput stopped growing" in text and "The bench took 2 min 41 s." in text
     assert all(len(line) <= 80 for line in text.splitlines())
     rows = seed_table(seed_rows(result, None))

@@ -35,6 +35,7 @@ def as_cli_args(line: str) -> list[str]:
 def test_every_readme_block_is_covered_here():
     """A README example added without a test here fails this test."""
     covered = {QUICK_START, TESTS, EXPORT_AND_SERVE, QUERY, CLIENT, LOAD, LOCUST, STEP, CONFIG, BENCH, FROM_PYTHON}
+    covered.add(TEXT)
     assert {body for _, body in blocks()} == covered | set(COMPOSE_BLOCKS) | set(HELM_BLOCKS)
 
 
@@ -54,6 +55,7 @@ LOCUST = (
 )
 STEP = "tritonkit load resnet18 --step --users 2 --step-time-s 5 --p99-budget-ms 2000 --max-users 6"
 BENCH = "tritonkit bench resnet18 --concurrency 1,4,16 --window-s 3 --p99-ms 1000"
+TEXT = next((body for language, body in blocks() if language == "bash" and "tiny_bert" in body), "")
 COMPOSE_BLOCKS = [
     body for language, body in blocks() if language == "bash" and "docker compose" in body and "tritonkit" not in body
 ]
@@ -156,6 +158,18 @@ def run_load_examples(workdir: Path) -> None:
     stepped = tritonkit(*as_cli_args(STEP), cwd=workdir)
     assert stepped.returncode == 0, stepped.stdout + stepped.stderr
     assert "steps (p99 budget" in stepped.stdout
+
+
+def test_text_model_example_exports_a_hugging_face_bert_and_benches_it(tmp_path):
+    export_line, bench_line = TEXT.replace("\\\n", " ").splitlines()
+    exported = tritonkit(*as_cli_args(export_line), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    config = (tmp_path / "model_repository" / "bert" / "config.pbtxt").read_text()
+    assert 'name: "token_type_ids"' in config and 'name: "pooler_output"' in config and "TRITONKIT_SAMPLES" in config
+    benched = tritonkit(*as_cli_args(bench_line), cwd=tmp_path)
+    assert benched.returncode == 0, benched.stdout + benched.stderr
+    assert "Each setup at its best concurrency" in benched.stdout and "1 inst, b≤8 0.25ms" in benched.stdout
+    assert "failed" not in benched.stdout
 
 
 def test_from_python_example(served_repository, tmp_path):

@@ -49,7 +49,7 @@ def cells_text(cells: Sequence[Cell]) -> str:
         row.append(f"{busy:.1f}/{cpus:.0f}" if busy is not None and cpus else "-")
         row.append("-" if math.isnan(cell.efficiency) else f"{cell.efficiency:.2f}")
         rows.append(row)
-    legend = "q/c: server queue/compute per request; eff: served/raw at the batch formed; ×Nf: N frames a request"
+    legend = "q/c: server queue/compute per request; eff: served/raw at the batch formed; ×Nf: N samples a request"
     return table(headers, rows) + "\n" + legend
 
 

@@ -182,7 +182,7 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
     frames = int(context.get("settings", {}).get("frames_per_request", 1))  # type: ignore[union-attr]
     best = max((r for r in rows if r.best.frames_per_request == frames), key=_rate, default=rows[0])
     budget = f"within p99 {budget_ms:g} ms" if budget_ms is not None else "with no latency budget given"
-    size = "single-frame" if frames == 1 else f"{frames}-frame"
+    size = "one-sample-a-request" if frames == 1 else f"{frames}-samples-a-request"
     sentences.append(
         f"Best {size} setup {budget}: {best.setup} at {best.best.concurrency} requests in flight, "
         f"{best.best.samples_per_s:,.0f}/s, p99 {best.best.p99_ms:.1f} ms."

@@ -193,7 +193,30 @@ class ModelInfo:
             batches = {name: array.shape[0] for name, array in arrays.items()}
             if len(set(batches.values())) > 1:
                 raise InvalidInput(f"the inputs' batch sizes differ: {batches}")
+        for name, axes, longest in self.length_limits:
+            for axis in axes:
+                if arrays[name].ndim > axis and arrays[name].shape[axis] > longest:
+                    raise InvalidInput(
+                        f"input {name!r} of model {self.name!r}: length {arrays[name].shape[axis]} is over the "
+                        f"longest the model takes, {longest} (its TRITONKIT_SAMPLES parameter)"
+                    )
         return arrays
+
+    @cached_property
+    def length_limits(self) -> tuple[tuple[str, tuple[int, ...], int], ...]:
+        """(input, its variable axes, the longest length) for inputs whose TRITONKIT_SAMPLES gives lengths.
+
+        A length over it fails deep in the model (a position embedding's lookup, say) with a message that names
+        none of the request's inputs; this names the input and the limit before anything is sent.
+        """
+        try:
+            spec = self.sample_spec()
+        except InvalidInput:
+            return ()
+        axes = self.variable_axes("inputs")
+        return tuple(
+            (name, tuple(found), spec.inputs[name].max_length) for name, found in axes.items() if name in spec.inputs
+        )
 
     def wanted(self, outputs: Sequence[str] | None) -> tuple[str, ...]:
         """The output names a request asks for; all of the model's when ``outputs`` is None."""

@@ -12,7 +12,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EchoHead", "NoWork", "NoWorkLike", "SlowMatmul", "echo_head", "no_work", "slow_matmul", "tiny_cnn"]
+__all__ = [
+    "EchoHead",
+    "NoWork",
+    "NoWorkLike",
+    "SlowMatmul",
+    "echo_head",
+    "no_work",
+    "slow_matmul",
+    "tiny_bert",
+    "tiny_cnn",
+]
 
 
 def tiny_cnn(num_classes: int = 10) -> nn.Module:
@@ -108,3 +118,26 @@ def _numel(dims: tuple[int, ...]) -> int:
 def slow_matmul(depth: int = 256, width: int = 512) -> nn.Module:
     """Input (N, C, H, 512), output (N, 1); at 3,512,512 about 200 GFLOP a sample (about a second on two CPU cores)."""
     return SlowMatmul(depth, width)
+
+
+def tiny_bert(vocab_size: int = 1000, max_length: int = 128) -> nn.Module:
+    """A small BERT encoder from Hugging Face ``transformers``, built from a config with random weights.
+
+    It takes ``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, variable length up to
+    ``max_length``) and returns a dict (``last_hidden_state``, ``pooler_output``), as Hugging Face models do.
+    Nothing is downloaded.
+    """
+    try:
+        from transformers import BertConfig, BertModel
+    except ImportError:
+        raise ImportError("tiny_bert needs Hugging Face transformers: pip install transformers") from None
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=max_length,
+        type_vocab_size=2,
+    )
+    return BertModel(config).eval()
