@@ -277,8 +277,19 @@ def test_padding_to_length_buckets_gives_the_answers_of_the_unpadded_request(exp
         assert served["hidden"].shape == (2, 5, 8)  # cut back from the bucket of 8
         np.testing.assert_allclose(served["logits"], expected["logits"].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(served["hidden"], expected["hidden"].numpy(), rtol=1e-5, atol=1e-6)
-        long = np.ones((1, 30), dtype=np.int64)
-        with pytest.raises(InvalidInput, match="length 30 is over the largest padding bucket 24"):
+
+        async def padded_async() -> dict[str, np.ndarray]:
+            from tritonkit.client import AsyncClient
+
+            async with AsyncClient(server.grpc_url, "text_onnx", pad_to=(8,)) as async_client:
+                return await async_client.infer({"input_ids": ids, "attention_mask": mask})
+
+        import asyncio
+
+        assert asyncio.run(padded_async())["hidden"].shape == (2, 5, 8)
+        client.pad_to = (8, 16)
+        long = np.ones((1, 20), dtype=np.int64)
+        with pytest.raises(InvalidInput, match="length 20 is over the largest padding bucket 16"):
             client.infer({"input_ids": long, "attention_mask": long})
 
 

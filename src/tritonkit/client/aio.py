@@ -43,6 +43,7 @@ class AsyncClient(ClientBase):
         retries: int = 0,
         backoff_s: float = 0.05,
         shared_memory: bool = False,
+        pad_to: Sequence[int] = (),
         max_in_flight: int | None = None,
     ) -> None:
         super().__init__(
@@ -54,6 +55,7 @@ class AsyncClient(ClientBase):
             retries=retries,
             backoff_s=backoff_s,
             shared_memory=shared_memory,
+            pad_to=pad_to,
         )
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1 or None, got {max_in_flight}")
@@ -108,12 +110,12 @@ class AsyncClient(ClientBase):
     async def infer(self, inputs: Inputs, *, outputs: Sequence[str] | None = None) -> Result:
         """Run one request; see ``Client.infer``."""
         info = self._info or await self.info()
-        arrays = info.checked(inputs)
+        arrays, length = info.padded(info.checked(inputs), self.pad_to)
         wanted = info.wanted(outputs)
         if self._window is None:
-            return await self._send(info, arrays, wanted)
+            return info.unpadded(await self._send(info, arrays, wanted), length)
         async with self._window:
-            return await self._send(info, arrays, wanted)
+            return info.unpadded(await self._send(info, arrays, wanted), length)
 
     async def _send(self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...]) -> Result:
         connection = self._client()

@@ -72,6 +72,7 @@ class ClientBase:
         retries: int,
         backoff_s: float,
         shared_memory: bool,
+        pad_to: Sequence[int] = (),
     ) -> None:
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
@@ -83,6 +84,9 @@ class ClientBase:
         self.version = "" if version is None else str(version)
         self.timeout_s = timeout_s
         self.retry = RetryPolicy(retries=retries, backoff_s=backoff_s)
+        # Variable dims are padded with zeros to the smallest of these lengths, so that the dynamic batcher (which
+        # batches only requests of one shape) can batch requests of different lengths; outputs are cut back.
+        self.pad_to = tuple(sorted(pad_to))
         if protocol == "grpc":
             import tritonclient.grpc as module
         else:

@@ -24,8 +24,7 @@ from tritonkit.client.many import many_over_grpc, many_over_http
 from tritonkit.client.model import Inputs, InputSpec, ModelInfo, join_batches, split_batches
 from tritonkit.client.shm import SharedMemoryPool, Slot
 from tritonkit.client.stats import ModelStats
-from tritonkit.errors import ConfigError, InvalidInput, ModelNotReady, ServerUnavailable, TritonkitError
-from tritonkit.repository.samples import pad_to_bucket, unpad
+from tritonkit.errors import ModelNotReady, ServerUnavailable, TritonkitError
 
 __all__ = ["Client", "InputSpec"]
 
@@ -62,10 +61,8 @@ class Client(ClientBase):
             retries=retries,
             backoff_s=backoff_s,
             shared_memory=shared_memory,
+            pad_to=pad_to,
         )
-        # Variable dims are padded with zeros to the smallest of these lengths, so that the dynamic batcher (which
-        # batches only requests of one shape) can batch requests of different lengths; outputs are cut back.
-        self.pad_to = tuple(sorted(pad_to))
         self._client: Any = self._connect(HTTP_CONNECTIONS)
         self._wide_http: dict[int, Any] = {}
         self._closed = False
@@ -133,15 +130,8 @@ class Client(ClientBase):
         if self._closed:
             raise RuntimeError("this Client is closed")
         info = self._info or self.info()
-        arrays = info.checked(inputs)
-        if not self.pad_to:
-            return self._send(info, arrays, info.wanted(outputs), self._client)
-        try:
-            padded, length, _ = pad_to_bucket(arrays, info.variable_axes("inputs"), self.pad_to)
-        except ConfigError as error:
-            raise InvalidInput(f"model {self.model!r}: {error}") from None
-        result = self._send(info, padded, info.wanted(outputs), self._client)
-        return result if length is None else unpad(result, info.variable_axes("outputs"), length)
+        padded, length = info.padded(info.checked(inputs), self.pad_to)
+        return info.unpadded(self._send(info, padded, info.wanted(outputs), self._client), length)
 
     def _send(
         self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any, attempt: int = 1

@@ -16,7 +16,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from tritonkit.errors import ConfigError, InvalidInput
 from tritonkit.repository.dtypes import to_numpy_dtype
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch, pad_to_bucket, unpad
 
 __all__ = ["InputSpec", "ModelInfo", "OutputSpec", "join_batches", "split_batches"]
 
@@ -131,6 +131,21 @@ class ModelInfo:
         tensors = self.inputs if which == "inputs" else self.outputs
         axes = {t.name: [i for i, d in enumerate(t.shape) if d < 0 and i >= first] for t in tensors}
         return {name: found for name, found in axes.items() if found}
+
+    def padded(self, arrays: dict[str, np.ndarray], buckets: Sequence[int]) -> tuple[dict[str, np.ndarray], int | None]:
+        """``arrays`` with their variable dims padded to the smallest of ``buckets`` (none: as they are), and the
+        request's own length, for :meth:`unpadded`."""
+        if not buckets:
+            return arrays, None
+        try:
+            padded, length, _ = pad_to_bucket(arrays, self.variable_axes("inputs"), buckets)
+        except ConfigError as error:
+            raise InvalidInput(f"model {self.name!r}: {error}") from None
+        return padded, length
+
+    def unpadded(self, outputs: dict[str, np.ndarray], length: int | None) -> dict[str, np.ndarray]:
+        """Outputs with their variable dims cut back to the request's own ``length``."""
+        return outputs if length is None else unpad(outputs, self.variable_axes("outputs"), length)
 
     def sample_spec(self) -> SampleSpec:
         """How to make valid values and lengths for this model (config parameter ``TRITONKIT_SAMPLES``)."""
