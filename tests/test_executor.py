@@ -123,7 +123,7 @@ def test_a_killed_executor_fails_its_batch_by_name_and_the_next_request_starts_a
             for served in answers:
                 np.testing.assert_allclose(served, eager_tiny(FRAMES[:1]), rtol=1e-4, atol=1e-5)
             assert [pid for pid in executor_pids(server) if pid != first]
-        assert server.is_running
+        assert server.is_running()
 
 
 def test_an_executor_that_cannot_load_the_model_fails_the_load_with_its_reason(tmp_path):
