@@ -45,7 +45,7 @@ from benchmarks.pytriton_peer import client_only_cell, pytriton_server
 from tritonkit.bench.configs import BenchConfig
 from tritonkit.bench.control import load_configuration, unload_and_wait
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
-from tritonkit.bench.raw import NoRaw
+from tritonkit.bench.raw import NoRaw, RawInputs
 from tritonkit.bench.raw_cuda import CudaRawModel
 from tritonkit.bench.raw_processes import processes_bs1
 from tritonkit.bench.rawtable import raw_table as library_raw_table
@@ -355,7 +355,7 @@ def main() -> int:
         results["torch"] = torch.__version__
         export_models(repository, args.max_batch)
         model_file = repository / MODEL / "1" / "model.pt"
-        raw = CudaRawModel(model_file, datatype="UINT8", sample_shape=(224, 224, 3))
+        raw = CudaRawModel(model_file, inputs=RawInputs.single("UINT8", (224, 224, 3)))
         results["raw"] = raw_table(raw)
         results["raw_concurrent_bs1"] = {n: raw.concurrent_graphs(1, n) for n in (1, 2, 4)}
         log(f"raw bs1 graphs on 1/2/4 streams side by side: {results['raw_concurrent_bs1']} img/s")

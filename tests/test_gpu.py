@@ -150,13 +150,14 @@ def test_a_model_that_cannot_be_captured_runs_without_graphs_and_says_why(capfd)
 
 
 def test_cuda_raw_model_times_the_module_and_its_graph(tmp_path):
+    from tritonkit.bench.raw import RawInputs
     from tritonkit.bench.raw_cuda import CudaRawModel
 
     result = export_model(
         "tritonkit.export.zoo:tiny_cnn",
         ExportOptions(format="torchscript", name="tiny", repository=tmp_path, input_shape=(3, 32, 32), kind="gpu"),
     )
-    raw = CudaRawModel(result.artifact, datatype="FP32", sample_shape=(3, 32, 32))
+    raw = CudaRawModel(result.artifact, inputs=RawInputs.single("FP32", (3, 32, 32)))
     module, graph = raw.time("module", 4), raw.time("graph", 4)
     assert module.median_call_ms > 0 and graph.median_call_ms > 0
     assert raw.measure(4).samples_per_s == pytest.approx(max(module.samples_per_s, graph.samples_per_s))

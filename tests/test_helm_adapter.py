@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -35,8 +34,8 @@ from test_helm_chart import (
     render,
     triton_container,
 )
-from test_monitoring_prometheus import Prometheus, system_binary, wait_for
-from tritonkit.server import EmbeddedServer, free_port
+from test_monitoring_prometheus import Prometheus, running_prometheus, wait_for
+from tritonkit.server import EmbeddedServer
 
 MODEL = "tiny"
 POD = "tk-tritonkit-7d9f8c6b5-x2x9q"
@@ -96,33 +95,16 @@ def prometheus(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory)
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [system_binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
-         f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    server = Prometheus(f"http://127.0.0.1:{port}")
+    with running_prometheus(workdir, workdir / "prometheus.yml") as server:
 
-    def ready() -> bool | None:
-        assert process.poll() is None, (workdir / "prometheus.log").read_text()[-2000:]
-        try:
-            return bool(server.query("up")) or None
-        except Exception:
-            return None
+        def scraped() -> bool | None:
+            try:
+                return bool(server.query("up")) or None
+            except Exception:
+                return None
 
-    try:
-        wait_for(ready, 30, "Prometheus to start and scrape")
+        wait_for(scraped, 30, "Prometheus to scrape")
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def sample(prometheus: Prometheus, metric: str) -> tuple[float, float]:

@@ -7,6 +7,7 @@ query of the Grafana dashboard is then run against that Prometheus.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -17,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -80,19 +82,14 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
 
-@pytest.fixture(scope="module")
-def prometheus(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = system_binary("prometheus")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    text = PROMETHEUS_CONFIG.read_text()
-    assert text.count(COMPOSE_TARGET) == 1
-    config = workdir / "prometheus.yml"
-    config.write_text(text.replace(COMPOSE_TARGET, f"127.0.0.1:{triton.metrics_port}"))
+@contextlib.contextmanager
+def running_prometheus(workdir: Path, config: Path) -> Iterator[Prometheus]:
+    """Debian's Prometheus with ``config`` on a free port, ready; stopped on exit (also for test_helm_adapter)."""
     port = free_port()
     with open(workdir / "prometheus.log", "wb") as log:
         process = subprocess.Popen(
             [
-                binary,
+                system_binary("prometheus"),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
@@ -121,6 +118,17 @@ def prometheus(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def prometheus(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    workdir = tmp_path_factory.mktemp("prometheus")
+    text = PROMETHEUS_CONFIG.read_text()
+    assert text.count(COMPOSE_TARGET) == 1
+    config = workdir / "prometheus.yml"
+    config.write_text(text.replace(COMPOSE_TARGET, f"127.0.0.1:{triton.metrics_port}"))
+    with running_prometheus(workdir, config) as server:
+        yield server
 
 
 @dataclass(frozen=True)

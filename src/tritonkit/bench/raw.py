@@ -72,14 +72,12 @@ class RawModel:
         self,
         model_file: Path,
         *,
-        inputs: RawInputs | None = None,
-        datatype: str = "FP32",
-        sample_shape: tuple[int, ...] = (),
+        inputs: RawInputs,
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
         self.model_file = model_file
-        self.inputs = inputs or RawInputs.single(datatype, sample_shape)
+        self.inputs = inputs
         self.device = device
         self._cache: dict[int, RawMeasurement] = {}
         self._run = self._load(threads)

@@ -41,9 +41,7 @@ class CudaRawModel:
         self,
         model_file: Path,
         *,
-        inputs: RawInputs | None = None,
-        datatype: str = "FP32",
-        sample_shape: tuple[int, ...] = (),
+        inputs: RawInputs,
         device_index: int = 0,
     ) -> None:
         import torch
@@ -52,7 +50,7 @@ class CudaRawModel:
         self.device = torch.device("cuda", device_index)
         torch.cuda.set_device(self.device)
         torch.backends.cudnn.benchmark = True
-        self.inputs = inputs or RawInputs.single(datatype, sample_shape)
+        self.inputs = inputs
         self.order = positional_order([tensor.name for tensor in self.inputs.tensors])
         self.module = torch.jit.load(str(model_file), map_location=self.device).eval()
         self.stream = torch.cuda.Stream(self.device)

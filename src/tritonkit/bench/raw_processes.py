@@ -48,9 +48,10 @@ def processes_bs1(
 def _worker(model_file: Path, start_at: float, window_s: float) -> dict[str, object]:
     import torch
 
+    from tritonkit.bench.raw import RawInputs
     from tritonkit.bench.raw_cuda import CudaRawModel
 
-    raw = CudaRawModel(model_file, datatype="UINT8", sample_shape=(224, 224, 3))
+    raw = CudaRawModel(model_file, inputs=RawInputs.single("UINT8", (224, 224, 3)))
     replay = raw.warmed_call("graph", 1)
     stream = raw.stream
     with torch.cuda.stream(stream):
