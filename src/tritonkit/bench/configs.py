@@ -13,7 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
@@ -105,10 +104,6 @@ class BenchConfig:
         del config.model_warmup[:]
         config.model_warmup.extend(kept)
         return config
-
-    def override_json(self, base: model_config_pb2.ModelConfig) -> str:
-        """The override as the JSON that Triton's model-control ``load`` takes."""
-        return json_format.MessageToJson(self.override(base), preserving_proto_field_name=True, indent=None)
 
 
 def parse_configs(text: str, *, default_delay_us: int) -> list[BenchConfig]:
