@@ -52,7 +52,7 @@ from tritonkit.bench.rawtable import raw_table as library_raw_table
 from tritonkit.bench.runner import BenchSettings, Cell, measure_cell
 from tritonkit.repository import ModelConfig
 from tritonkit.server import EmbeddedServer
-from tritonkit.server.watchdog import stub_processes
+from tritonkit.server.processes import stub_processes
 
 RAW_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 

@@ -27,7 +27,7 @@ from tritonkit.server import EmbeddedServer
 from tritonkit.server.backends.base import TensorInfo
 from tritonkit.server.backends.executor_link import executor_folder
 from tritonkit.server.backends.pytorch.model import TritonPythonModel as TorchBackend
-from tritonkit.server.watchdog import process_group_members
+from tritonkit.server.processes import process_group_members
 
 pytestmark = pytest.mark.timeout(180)
 

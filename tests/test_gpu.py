@@ -167,7 +167,7 @@ def test_cuda_raw_model_times_the_module_and_its_graph(tmp_path):
 def test_several_gpu_instances_share_one_executor_with_a_lane_each(tmp_path):
     """Three KIND_GPU instances (TRITONKIT_EXECUTOR "auto"): one executor process holds the model with a lane per
     instance, and every lane answers correctly under concurrent load."""
-    from tritonkit.server.watchdog import process_group_members
+    from tritonkit.server.processes import process_group_members
 
     export_model(
         "resnet18",

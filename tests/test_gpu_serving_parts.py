@@ -187,7 +187,7 @@ def test_host_cpu_counts_a_busy_process_group_by_kind():
     import time
 
     from tritonkit.bench.hostcpu import HostCpu
-    from tritonkit.server.watchdog import cpu_seconds
+    from tritonkit.server.processes import cpu_seconds
 
     spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"
     busy = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True)

@@ -22,7 +22,7 @@ from conftest import export_tiny
 from tritonkit.client import Client
 from tritonkit.errors import TritonkitError
 from tritonkit.server import EmbeddedServer
-from tritonkit.server.watchdog import stub_processes
+from tritonkit.server.processes import stub_processes
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -24,7 +24,7 @@ from tritonkit.bench.configs import BenchConfig
 from tritonkit.client.errors import classify
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig
-from tritonkit.server.watchdog import process_group_members
+from tritonkit.server.processes import process_group_members
 
 __all__ = ["load_configuration", "load_override", "model_processes", "unload_and_wait"]
 

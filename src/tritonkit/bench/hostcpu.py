@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from tritonkit.server.watchdog import cpu_seconds, process_group_members
+from tritonkit.server.processes import cpu_seconds, process_group_members
 
 __all__ = ["HostCpu"]
 

@@ -3,7 +3,7 @@
 from tritonkit.server.backend_dir import PYTHON_BASED_BACKENDS, lay_out_backend_dir
 from tritonkit.server.distribution import TritonDistribution, find_distribution
 from tritonkit.server.embedded import API_KEY_HEADER, RESTRICTED_APIS, EmbeddedServer, api_key_headers, free_port
-from tritonkit.server.watchdog import process_group_members
+from tritonkit.server.processes import process_group_members
 
 __all__ = [
     "API_KEY_HEADER",

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.server.backends.executor_link import FAILED, OK, RUN, serial_rows
-from tritonkit.server.watchdog import is_live, parent_process
+from tritonkit.server.processes import is_live, parent_process
 
 __all__ = ["Executor", "main"]
 
