@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import numpy as np
 
@@ -185,8 +185,3 @@ class ClientBase:
         if attempt <= self.retry.retries and self.retry.safe_to_retry(error, classified):
             return self.retry.delay_s(attempt)
         raise self.retry.gave_up(classified, attempt) from error
-
-    def _raise(self, error: BaseException) -> NoReturn:
-        if isinstance(error, TritonkitError):
-            raise error
-        raise classify(error) from error

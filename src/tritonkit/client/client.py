@@ -9,7 +9,6 @@ tritonclient's HTTP client does (it runs on gevent, whose connections cannot cro
 
 from __future__ import annotations
 
-import contextlib
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -18,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from tritonkit.client.base import HTTP_CONNECTIONS, ClientBase, Protocol, grpc_channel_args
-from tritonkit.client.errors import classify, region_lost
+from tritonkit.client.base import ClientBase, Protocol
+from tritonkit.client.errors import classify
 from tritonkit.client.many import many_over_grpc, many_over_http
 from tritonkit.client.model import Inputs, InputSpec, ModelInfo, join_batches, split_batches
-from tritonkit.client.shm import SharedMemoryPool, Slot
+from tritonkit.client.sending import SyncSender
+from tritonkit.client.shm import SharedMemoryPool
 from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady, ServerUnavailable, TritonkitError
 
@@ -63,8 +63,9 @@ class Client(ClientBase):
             shared_memory=shared_memory,
             pad_to=pad_to,
         )
-        self._client: Any = self._connect(HTTP_CONNECTIONS)
-        self._wide_http: dict[int, Any] = {}
+        self._sender = SyncSender(self)
+        self._client: Any = self._sender.connection
+        self._sleep: Callable[[float], None] = self._sender.sleep
         self._closed = False
         self._release: weakref.finalize | None = None
         if self._shm is not None:
@@ -72,23 +73,6 @@ class Client(ClientBase):
             # Generous: an unregister lost to a busy server leaves the region mapped in the server until it restarts.
             timeout = {"client_timeout": min(timeout_s, 30.0)} if protocol == "grpc" else {}
             self._release = weakref.finalize(self, _release_shared_memory, self._client, self._shm, timeout)
-        self._sleep: Callable[[float], None] = time.sleep
-        if protocol == "http":
-            import gevent
-
-            # Waits must let the other greenlets of infer_many run.
-            self._sleep = gevent.sleep
-
-    def _connect(self, connections: int) -> Any:
-        if self.protocol == "grpc":
-            import tritonclient.grpc
-
-            return tritonclient.grpc.InferenceServerClient(self.url, channel_args=grpc_channel_args())
-        import tritonclient.http
-
-        return tritonclient.http.InferenceServerClient(
-            self.url, concurrency=connections, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
-        )
 
     # --- model description -------------------------------------------------------------------------------------
 
@@ -131,65 +115,7 @@ class Client(ClientBase):
             raise RuntimeError("this Client is closed")
         info = self._info or self.info()
         padded, length = info.padded(info.checked(inputs), self.pad_to)
-        return info.unpadded(self._send(info, padded, info.wanted(outputs), self._client), length)
-
-    def _send(
-        self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any, attempt: int = 1
-    ) -> Result:
-        while True:
-            try:
-                if self._shm is not None:
-                    return self._send_shared(info, arrays, wanted, client)
-                tensors = self._tensors(info, arrays)
-                result = client.infer(self.model, tensors, outputs=self._requested(info, wanted), **self._infer_kwargs)
-                return self._results(result, wanted)
-            except Exception as error:
-                self._sleep(self._next_delay_s(error, attempt))
-            attempt += 1
-
-    def _send_shared(
-        self, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any
-    ) -> Result:
-        assert self._shm is not None
-        for last_try in (False, True):
-            slot = self._shm.acquire()
-            failure: BaseException | None = None
-            try:
-                tensors, requested = self._bind(slot, info, arrays, wanted, client)
-                result = client.infer(self.model, tensors, outputs=requested, **self._infer_kwargs)
-                return slot.read(result, info, wanted)
-            except BaseException as error:
-                failure = error
-                if last_try or not region_lost(error):
-                    raise
-            finally:
-                self._settle(slot, failure)
-        raise AssertionError("unreachable")
-
-    def _bind(
-        self, slot: Slot, info: ModelInfo, arrays: dict[str, np.ndarray], wanted: tuple[str, ...], client: Any
-    ) -> tuple[list[Any], list[Any]]:
-        """Fit the slot's regions to this request, (re)registering what changed, and point the request there."""
-        assert self._shm is not None
-        sizes, batch = self._shm_sizes(info, arrays, wanted)
-        created, retired = slot.fit(sizes)
-        for region in retired:
-            try:
-                # Unlinked below either way; a server that lost it forgets it when it restarts.
-                with contextlib.suppress(Exception):
-                    client.unregister_system_shared_memory(region.name)
-            finally:
-                self._shm.destroy(region)
-        for index, region in enumerate(created):
-            try:
-                client.register_system_shared_memory(region.name, region.key, region.byte_size)
-            except BaseException:
-                for unregistered in created[index:]:
-                    slot.forget(unregistered)
-                    self._shm.destroy(unregistered)
-                raise
-            region.registered = True
-        return slot.bind(self._module, info, arrays, wanted, batch)
+        return info.unpadded(self._sender.send(info, padded, info.wanted(outputs)), length)
 
     def infer_many(
         self,
@@ -213,7 +139,7 @@ class Client(ClientBase):
         chunks = [info.checked(chunk) for chunk in split_batches(info, inputs, batch_size)]
         wanted = info.wanted(outputs)
         send = many_over_grpc if self.protocol == "grpc" else many_over_http
-        return join_batches(send(self, info, chunks, wanted, max_in_flight))
+        return join_batches(send(self._sender, info, chunks, wanted, max_in_flight))
 
     # --- health and statistics ---------------------------------------------------------------------------------
 
@@ -259,8 +185,7 @@ class Client(ClientBase):
             if self._release is not None:
                 self._release()
         finally:
-            for client in (self._client, *self._wide_http.values()):
-                client.close()
+            self._sender.close()
 
     def __enter__(self) -> Client:
         return self

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from typing import NoReturn
 
 from tritonkit.errors import (
     InvalidInput,
@@ -29,7 +30,7 @@ from tritonkit.errors import (
     TritonkitError,
 )
 
-__all__ = ["classify", "refused_before_sending", "region_lost", "server_message"]
+__all__ = ["classify", "raise_as_tritonkit", "refused_before_sending", "region_lost", "server_message"]
 
 # Checked before the status code, in order; matched against the lower-cased server message.
 _PHRASES: tuple[tuple[str, type[TritonkitError]], ...] = (
@@ -112,6 +113,13 @@ def classify(error: BaseException) -> TritonkitError:
     if error_class is RequestTimeout:
         return RequestTimeout(f"no answer within the client's timeout ({message})")
     return error_class(message)
+
+
+def raise_as_tritonkit(error: BaseException) -> NoReturn:
+    """Raise ``error`` as it is when it is tritonkit's already, else its tritonkit class ``from`` it."""
+    if isinstance(error, TritonkitError):
+        raise error
+    raise classify(error) from error
 
 
 def refused_before_sending(error: BaseException) -> bool:

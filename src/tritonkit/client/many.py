@@ -1,9 +1,9 @@
 """``Client.infer_many``'s two pipelines: many requests in flight from one thread, results kept in request order.
 
-gRPC uses tritonclient's ``async_infer``: the request is built on the calling thread and its completion callback
-frees a place in the window, so exactly ``max_in_flight`` requests stay in flight. HTTP uses greenlets over the
-blocking ``infer``: tritonclient's HTTP ``async_infer`` sleeps 10 ms after every submission, which would cap the
-pipeline at 100 requests/s.
+gRPC uses tritonclient's ``async_infer`` (``Sender.submit``): the request is built on the calling thread and its
+completion callback frees a place in the window, so exactly ``max_in_flight`` requests stay in flight. HTTP uses
+greenlets over the blocking ``Sender.send``: tritonclient's HTTP ``async_infer`` sleeps 10 ms after every
+submission, which would cap the pipeline at 100 requests/s.
 
 Failures that are safe to re-send (see :mod:`tritonkit.client.retry`) are re-sent after the rest have finished;
 the first other failure stops further sending and is raised once nothing is in flight.
@@ -12,27 +12,50 @@ the first other failure stops further sending and is raised once nothing is in f
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
-from tritonkit.client.base import HTTP_CONNECTIONS
-from tritonkit.client.errors import classify, region_lost
+from tritonkit.client.errors import classify, raise_as_tritonkit, region_lost
 from tritonkit.client.model import ModelInfo
-from tritonkit.client.shm import Slot
+from tritonkit.client.retry import RetryPolicy
 from tritonkit.errors import TritonkitError
 
-if TYPE_CHECKING:
-    from tritonkit.client.client import Client
-
-__all__ = ["many_over_grpc", "many_over_http"]
+__all__ = ["Sender", "many_over_grpc", "many_over_http"]
 
 Result = dict[str, np.ndarray]
 Chunks = list[dict[str, np.ndarray]]
 
 
+class Sender(Protocol):
+    """What the pipelines need of a client: one request sent and waited for, one started with a callback."""
+
+    retry: RetryPolicy
+
+    def send(
+        self,
+        info: ModelInfo,
+        arrays: dict[str, np.ndarray],
+        wanted: tuple[str, ...],
+        *,
+        width: int = 1,
+        attempt: int = 1,
+    ) -> Result: ...
+
+    def submit(
+        self,
+        info: ModelInfo,
+        arrays: dict[str, np.ndarray],
+        wanted: tuple[str, ...],
+        done: Callable[[Result | None, BaseException | None], None],
+    ) -> Any: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
 def many_over_grpc(
-    client: Client, info: ModelInfo, chunks: Chunks, wanted: tuple[str, ...], max_in_flight: int
+    sender: Sender, info: ModelInfo, chunks: Chunks, wanted: tuple[str, ...], max_in_flight: int
 ) -> list[Result]:
     window = threading.BoundedSemaphore(max_in_flight)
     stop = threading.Event()
@@ -42,36 +65,20 @@ def many_over_grpc(
 
     def failed(index: int, error: BaseException) -> None:
         errors[index] = error
-        if not _retry_later(client, error):
+        if not _retry_later(sender, error):
             stop.set()
 
     def submit(index: int) -> None:
-        slot: Slot | None = None
-        if client._shm is not None:
-            slot = client._shm.acquire()
-            try:
-                tensors, requested = client._bind(slot, info, chunks[index], wanted, client._client)
-            except BaseException:
-                client._shm.release(slot, reuse=True)
-                raise
-        else:
-            tensors, requested = client._tensors(info, chunks[index]), client._requested(info, wanted)
-
-        def done(result: Any, error: BaseException | None) -> None:
+        def done(outputs: Result | None, error: BaseException | None) -> None:
             try:
                 if error is None:
-                    results[index] = slot.read(result, info, wanted) if slot else client._results(result, wanted)
+                    results[index] = outputs
                 else:
                     failed(index, error)
-            except Exception as failure:
-                failed(index, failure)
             finally:
-                if slot is not None and client._shm is not None:
-                    client._settle(slot, errors.get(index))
                 window.release()
 
-        kwargs = client._infer_kwargs
-        calls.append(client._client.async_infer(client.model, tensors, done, outputs=requested, **kwargs))
+        calls.append(sender.submit(info, chunks[index], wanted, done))
 
     try:
         for index in range(len(chunks)):
@@ -90,19 +97,14 @@ def many_over_grpc(
         for call in calls:  # Ctrl-C: stop waiting for answers nobody will read
             call.cancel()
         raise
-    return _finish(client, info, chunks, wanted, results, errors)
+    return _finish(sender, info, chunks, wanted, results, errors)
 
 
 def many_over_http(
-    client: Client, info: ModelInfo, chunks: Chunks, wanted: tuple[str, ...], max_in_flight: int
+    sender: Sender, info: ModelInfo, chunks: Chunks, wanted: tuple[str, ...], max_in_flight: int
 ) -> list[Result]:
     import gevent.pool
 
-    connection = client._client
-    if max_in_flight > HTTP_CONNECTIONS:
-        if max_in_flight not in client._wide_http:
-            client._wide_http[max_in_flight] = client._connect(max_in_flight)
-        connection = client._wide_http[max_in_flight]
     results: list[Result | None] = [None] * len(chunks)
     errors: dict[int, BaseException] = {}
 
@@ -110,7 +112,7 @@ def many_over_http(
         if errors:
             return
         try:
-            results[index] = client._send(info, chunks[index], wanted, connection)
+            results[index] = sender.send(info, chunks[index], wanted, width=max_in_flight)
         except Exception as error:  # kept, not raised: gevent would print every failed greenlet's traceback
             errors[index] = error
 
@@ -122,19 +124,19 @@ def many_over_http(
     except BaseException:
         pool.kill()
         raise
-    return _finish(client, info, chunks, wanted, results, errors)
+    return _finish(sender, info, chunks, wanted, results, errors)
 
 
-def _retry_later(client: Client, error: BaseException) -> bool:
+def _retry_later(sender: Sender, error: BaseException) -> bool:
     if isinstance(error, TritonkitError):
         return False
-    if region_lost(error):  # re-sent through _send, which registers fresh regions
+    if region_lost(error):  # re-sent through send, which registers fresh regions
         return True
-    return client.retry.retries > 0 and client.retry.safe_to_retry(error, classify(error))
+    return sender.retry.retries > 0 and sender.retry.safe_to_retry(error, classify(error))
 
 
 def _finish(
-    client: Client,
+    sender: Sender,
     info: ModelInfo,
     chunks: Chunks,
     wanted: tuple[str, ...],
@@ -143,12 +145,12 @@ def _finish(
 ) -> list[Result]:
     """Raise the first failure that must not be re-sent; re-send the others, continuing their attempt count."""
     for index in sorted(errors):
-        if not _retry_later(client, errors[index]):
-            client._raise(errors[index])
+        if not _retry_later(sender, errors[index]):
+            raise_as_tritonkit(errors[index])
     for index in sorted(errors):
         if region_lost(errors[index]):  # not a retry: the server never saw usable inputs
-            results[index] = client._send(info, chunks[index], wanted, client._client)
+            results[index] = sender.send(info, chunks[index], wanted)
             continue
-        client._sleep(client.retry.delay_s(1))
-        results[index] = client._send(info, chunks[index], wanted, client._client, attempt=2)
+        sender.sleep(sender.retry.delay_s(1))
+        results[index] = sender.send(info, chunks[index], wanted, attempt=2)
     return [result for result in results if result is not None]
