@@ -185,3 +185,16 @@ def test_the_verdict_gives_the_several_gpu_ratio():
     result = BenchResult("m", cells, {"elapsed_s": 60.0, "settings": {"frames_per_request": 1}}, configs=by_key)
     flat = " ".join(verdict(result, None).split())
     assert "One instance group on each of 2 GPUs served 24,600/s against 12,500/s on one: 1.97×." in flat
+
+
+def test_the_raw_table_comes_from_the_timer_the_factory_picked(torchscript_repository):
+    from tritonkit.bench.raw import NoRaw, RawInputs, RawModel
+    from tritonkit.bench.rawtable import open_raw_model, raw_table
+
+    model_file = torchscript_repository / "tiny_pt" / "1" / "model.pt"
+    raw = open_raw_model(model_file, inputs=RawInputs.single("FP32", (3, 32, 32)), device="cpu", threads=1)
+    assert type(raw) is RawModel
+    rows = raw_table(raw, [1, 2])
+    assert [(row["batch"], row["graph_ms"]) for row in rows] == [(1, None), (2, None)]
+    assert all(row["module_ms"] > 0 and row["best_samples_per_s"] > 0 for row in rows)
+    assert raw_table(NoRaw(), [4]) == [{"batch": 4, "module_ms": 0.0, "graph_ms": None, "best_samples_per_s": 0.0}]

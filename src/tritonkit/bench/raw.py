@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from tritonkit.repository.dtypes import to_numpy_dtype
 from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 from tritonkit.server.backends.base import positional_order
 
-__all__ = ["NoRaw", "RawInputs", "RawLike", "RawMeasurement", "RawModel"]
+__all__ = ["NoRaw", "RawInputs", "RawLike", "RawMeasurement", "RawModel", "measured_row"]
 
 
 class RawInputs:
@@ -56,6 +56,21 @@ class RawLike(Protocol):
 
     def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement: ...
 
+    def table_row(self, batch_size: int) -> dict[str, Any]:
+        """The raw table's row at ``batch_size``: batch, module_ms, graph_ms (None off the GPU), best_samples_per_s."""
+        ...
+
+
+def measured_row(raw: RawLike, batch_size: int) -> dict[str, Any]:
+    """The raw table's row of a timer with one way of calling the model: no CUDA graph."""
+    measured = raw.measure(batch_size)
+    return {
+        "batch": batch_size,
+        "module_ms": measured.median_call_ms,
+        "graph_ms": None,
+        "best_samples_per_s": measured.samples_per_s,
+    }
+
 
 class NoRaw:
     """For the no-work stand-in, whose "raw" speed is no ceiling: its cells carry none."""
@@ -63,6 +78,9 @@ class NoRaw:
     def measure(self, batch_size: int, *, duration_s: float = 1.0) -> RawMeasurement:
         del duration_s
         return RawMeasurement(batch_size, 0.0, 0.0)
+
+    def table_row(self, batch_size: int) -> dict[str, Any]:
+        return measured_row(self, batch_size)
 
 
 class RawModel:
@@ -127,3 +145,6 @@ class RawModel:
         measurement = RawMeasurement(batch_size, len(calls) * batch_size / elapsed, float(np.median(calls)) * 1000)
         self._cache[batch_size] = measurement
         return measurement
+
+    def table_row(self, batch_size: int) -> dict[str, Any]:
+        return measured_row(self, batch_size)

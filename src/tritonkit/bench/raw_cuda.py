@@ -144,3 +144,14 @@ class CudaRawModel:
         del duration_s  # the event timing sizes its own blocks
         best = self.best(batch_size)
         return RawMeasurement(batch_size, best.samples_per_s, best.median_call_ms)
+
+    def table_row(self, batch_size: int) -> dict[str, Any]:
+        """The module's and the CUDA graph's call time at ``batch_size``, and the better one's samples/s."""
+        # Fewer blocks than the default: the table's 14 timings must fit a bench that answers in minutes.
+        module, graph = self.time("module", batch_size, blocks=7), self.time("graph", batch_size, blocks=7)
+        return {
+            "batch": batch_size,
+            "module_ms": module.median_call_ms,
+            "graph_ms": graph.median_call_ms,
+            "best_samples_per_s": max(module.samples_per_s, graph.samples_per_s),
+        }

@@ -1,7 +1,9 @@
-"""The raw model as the bench times it: the right timer for the model file and device, and the table by batch.
+"""The raw model as the bench times it: the one place that picks the timer for a model file and device, and the
+table by batch.
 
 On a GPU a TorchScript model is timed with CUDA events, as the module and as a CUDA graph (what tritonkit's backend
-serves), and the faster counts; elsewhere the model's own runtime (ONNX Runtime or torch) is timed on the host.
+serves), and the faster counts (:mod:`tritonkit.bench.raw_cuda`); elsewhere the model's own runtime (ONNX Runtime
+or torch) is timed on the host (:mod:`tritonkit.bench.raw`). Each timer makes its own table rows.
 """
 
 from __future__ import annotations
@@ -32,25 +34,4 @@ def raw_batches(max_batch: int) -> list[int]:
 
 def raw_table(raw: RawLike, batches: Sequence[int]) -> list[dict[str, Any]]:
     """One row per batch size: the module's and (on a GPU) the CUDA graph's call time, and the best samples/s."""
-    rows = []
-    for batch in batches:
-        timings = getattr(raw, "time", None)
-        if timings is not None:
-            # Fewer blocks than the default: the table's 14 timings must fit a bench that answers in minutes.
-            module, graph = timings("module", batch, blocks=7), timings("graph", batch, blocks=7)
-            row = {
-                "batch": batch,
-                "module_ms": module.median_call_ms,
-                "graph_ms": graph.median_call_ms,
-                "best_samples_per_s": max(module.samples_per_s, graph.samples_per_s),
-            }
-        else:
-            measured = raw.measure(batch)
-            row = {
-                "batch": batch,
-                "module_ms": measured.median_call_ms,
-                "graph_ms": None,
-                "best_samples_per_s": measured.samples_per_s,
-            }
-        rows.append(row)
-    return rows
+    return [raw.table_row(batch) for batch in batches]
