@@ -186,19 +186,37 @@ def test_classify_keeps_tritonkit_errors_and_names_other_failures():
 # --- each class, raised by our client ----------------------------------------------------------------------------
 
 
+MODELS_THERE = "the server has: slow, slow_full, slow_timeout"
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unknown_model_and_version_raise_model_not_ready(slow_server, protocol):
     with Client(url_of(slow_server, protocol), "nope", protocol=protocol) as client:
-        with pytest.raises(ModelNotReady, match=r"^Request for unknown model: 'nope' is not found$") as raised:
+        with pytest.raises(ModelNotReady) as raised:
             client.infer(slow_frame())
+        assert str(raised.value) == f"Request for unknown model: 'nope' is not found; {MODELS_THERE}"
         assert isinstance(raised.value.__cause__, InferenceServerException)
+        with pytest.raises(ModelNotReady) as raised:
+            client.stats()
+        assert str(raised.value).endswith(f"'nope' is not available; {MODELS_THERE}")
         with pytest.raises(ModelNotReady, match=f"model 'nope' at {client.url} was not ready within 0.2 s"):
             client.wait_ready(0.2)
     with (
         Client(url_of(slow_server, protocol), "slow", protocol=protocol, version=7) as client,
-        pytest.raises(ModelNotReady, match="Request for unknown model: 'slow' version 7 is not found"),
+        pytest.raises(ModelNotReady, match=r"^Request for unknown model: 'slow' version 7 is not found$"),
     ):
         client.infer(slow_frame())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_async_unknown_model_names_the_models_there(slow_server, protocol):
+    async def run() -> None:
+        async with AsyncClient(url_of(slow_server, protocol), "nope", protocol=protocol) as client:
+            await client.infer(slow_frame())
+
+    with pytest.raises(ModelNotReady) as raised:
+        asyncio.run(run())
+    assert str(raised.value) == f"Request for unknown model: 'nope' is not found; {MODELS_THERE}"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

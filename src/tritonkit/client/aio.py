@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.client.base import ClientBase, Protocol, grpc_channel_args
-from tritonkit.client.errors import classify, region_lost
+from tritonkit.client.errors import classify, naming_models_there, region_lost
 from tritonkit.client.model import Inputs, ModelInfo, join_batches, split_batches
 from tritonkit.client.shm import Slot
 from tritonkit.client.stats import ModelStats
@@ -96,11 +96,25 @@ class AsyncClient(ClientBase):
                 await asyncio.sleep(self._next_delay_s(error, attempt))
             attempt += 1
 
+    async def _model_call(self, method: str) -> Any:
+        """See ``Client._model_call``."""
+        try:
+            return await self._call(method, self.model, self.version, **self._as_json)
+        except ModelNotReady as error:
+            try:
+                index = await self._call("get_model_repository_index", **self._as_json)
+            except TritonkitError:
+                index = None
+            named = naming_models_there(error, self.model, index)
+            if named is error:
+                raise
+            raise named from error.__cause__
+
     async def info(self) -> ModelInfo:
         """The model's inputs, outputs and max batch size, read from the server once and then cached."""
         if self._info is None:
-            metadata = await self._call("get_model_metadata", self.model, self.version, **self._as_json)
-            config = await self._call("get_model_config", self.model, self.version, **self._as_json)
+            metadata = await self._model_call("get_model_metadata")
+            config = await self._model_call("get_model_config")
             self._learn(metadata, config)
         assert self._info is not None
         return self._info
@@ -218,8 +232,7 @@ class AsyncClient(ClientBase):
 
     async def stats(self) -> ModelStats:
         """See ``Client.stats``."""
-        statistics = await self._call("get_inference_statistics", self.model, self.version, **self._as_json)
-        return ModelStats.from_json(statistics)
+        return ModelStats.from_json(await self._model_call("get_inference_statistics"))
 
     async def is_ready(self) -> bool:
         """True when the server answers and the model is ready; never raises."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.client.base import ClientBase, Protocol
-from tritonkit.client.errors import classify
+from tritonkit.client.errors import classify, naming_models_there
 from tritonkit.client.many import many_over_grpc, many_over_http
 from tritonkit.client.model import Inputs, InputSpec, ModelInfo, join_batches, split_batches
 from tritonkit.client.sending import SyncSender
@@ -87,11 +87,25 @@ class Client(ClientBase):
                 self._sleep(self._next_delay_s(error, attempt))
             attempt += 1
 
+    def _model_call(self, method: str) -> Any:
+        """A call about this model; where the server does not know it, the error names the models it has."""
+        try:
+            return self._call(method, self.model, self.version, **self._as_json)
+        except ModelNotReady as error:
+            try:
+                index = self._call("get_model_repository_index", **self._as_json)
+            except TritonkitError:  # a server that restricts the repository API: the error as it was
+                index = None
+            named = naming_models_there(error, self.model, index)
+            if named is error:
+                raise
+            raise named from error.__cause__
+
     def info(self) -> ModelInfo:
         """The model's inputs, outputs and max batch size, read from the server once and then cached."""
         if self._info is None:
-            metadata = self._call("get_model_metadata", self.model, self.version, **self._as_json)
-            config = self._call("get_model_config", self.model, self.version, **self._as_json)
+            metadata = self._model_call("get_model_metadata")
+            config = self._model_call("get_model_config")
             self._learn(metadata, config)
         assert self._info is not None
         return self._info
@@ -145,7 +159,7 @@ class Client(ClientBase):
 
     def stats(self) -> ModelStats:
         """What the server did for this model since it loaded: requests, executions, batches, queue and compute time."""
-        return ModelStats.from_json(self._call("get_inference_statistics", self.model, self.version, **self._as_json))
+        return ModelStats.from_json(self._model_call("get_inference_statistics"))
 
     def is_ready(self) -> bool:
         """True when the server answers and the model is ready; never raises."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from tritonkit.errors import (
     InvalidInput,
@@ -30,7 +31,14 @@ from tritonkit.errors import (
     TritonkitError,
 )
 
-__all__ = ["classify", "raise_as_tritonkit", "refused_before_sending", "region_lost", "server_message"]
+__all__ = [
+    "classify",
+    "naming_models_there",
+    "raise_as_tritonkit",
+    "refused_before_sending",
+    "region_lost",
+    "server_message",
+]
 
 # Checked before the status code, in order; matched against the lower-cased server message.
 _PHRASES: tuple[tuple[str, type[TritonkitError]], ...] = (
@@ -120,6 +128,21 @@ def raise_as_tritonkit(error: BaseException) -> NoReturn:
     if isinstance(error, TritonkitError):
         raise error
     raise classify(error) from error
+
+
+def naming_models_there(error: TritonkitError, model: str, index: Any) -> TritonkitError:
+    """``error`` with the names of the models the server has ready, where it says ``model`` is unknown; else
+    ``error`` itself. ``index``: the repository index (gRPC's JSON or HTTP's list), or None where it was refused."""
+    lowered = str(error).lower()
+    if index is None or not isinstance(error, ModelNotReady):
+        return error
+    if "unknown model" not in lowered and "is not available" not in lowered:
+        return error
+    entries = index.get("models", []) if isinstance(index, Mapping) else index
+    ready = sorted({str(entry["name"]) for entry in entries if entry.get("state") == "READY"})
+    if model in ready:  # the model is there: it is the version that is not
+        return error
+    return ModelNotReady(f"{error}; the server has: {', '.join(ready)}" if ready else f"{error}; no model is ready")
 
 
 def refused_before_sending(error: BaseException) -> bool:
