@@ -137,4 +137,4 @@ def test_serve_refuses_a_broken_repository_before_starting(repository):
 def test_serve_refuses_a_missing_repository(tmp_path):
     code, output = run("serve", "-r", str(tmp_path / "nowhere"))
     assert code == 1
-    assert "does not exist" in output
+    assert "error: ConfigError: model repository" in output and "nowhere does not exist" in output

@@ -66,7 +66,7 @@ def test_validation_names_the_problem_before_starting(one_model_repository, tmp_
 
 
 def test_missing_repository_is_reported(tmp_path):
-    with pytest.raises(ServerUnavailable, match="does not exist"):
+    with pytest.raises(ConfigError, match=rf"model repository {tmp_path / 'nowhere'} does not exist"):
         EmbeddedServer(tmp_path / "nowhere", http_port=0, grpc_port=0, metrics_port=0).start()
 
 

@@ -27,13 +27,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from tritonkit.errors import ServerUnavailable
+from tritonkit.errors import ConfigError, ServerUnavailable
 from tritonkit.server.backend_dir import lay_out_backend_dir
 from tritonkit.server.backends.executor_link import remove_executor_files
 from tritonkit.server.distribution import find_distribution
 from tritonkit.server.logs import relevant_lines
+from tritonkit.server.processes import process_group_members
 from tritonkit.server.shm_regions import region_names, remove_orphaned_regions
-from tritonkit.server.watchdog import StubWatchdog, process_group_members
+from tritonkit.server.watchdog import StubWatchdog
 
 __all__ = ["API_KEY_HEADER", "RESTRICTED_APIS", "EmbeddedServer", "api_key_headers", "free_port"]
 
@@ -183,30 +184,32 @@ class EmbeddedServer:
             # Triton accepts load requests only in explicit mode, so the watchdog could not reload anything.
             raise ServerUnavailable("watchdog=True needs model_control='explicit' (Triton refuses reloads otherwise)")
         if not self.repository.is_dir():
-            raise ServerUnavailable(f"model repository {self.repository} does not exist")
+            raise ConfigError(f"model repository {self.repository} does not exist or is not a directory")
         if self.validate:
             self._validate_repository()
         self._check_ports_free()
         distribution = find_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonkit-server-"))
-        backend_dir = lay_out_backend_dir(self._workdir / "backends", distribution)
-        with open(self._workdir / "server.log", "wb") as log:
-            self._regions_before = region_names()
-            self._process = subprocess.Popen(
-                self.command(backend_dir),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.environment(),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+        # From here on every failure, Ctrl-C included, stops what was started: a server left behind would hold
+        # the ports and fail the next start with "Address already in use".
         try:
+            backend_dir = lay_out_backend_dir(self._workdir / "backends", distribution)
+            with open(self._workdir / "server.log", "wb") as log:
+                self._regions_before = region_names()
+                self._process = subprocess.Popen(
+                    self.command(backend_dir),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.environment(),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
             self._wait_ready()
+            self._start_watchdog()
         except BaseException:
             self.stop()
             raise
-        self._start_watchdog()
         return self
 
     def _start_watchdog(self) -> None:
@@ -220,6 +223,9 @@ class EmbeddedServer:
         # Checked up front: a readiness probe on a port another server holds would answer for that server.
         for label, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # As tritonserver's own listeners do: a port whose last server's connections linger in TIME_WAIT
+                # is free to listen on; only a live listener makes the bind fail.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((self.address, port))
                 except OSError as error:

@@ -1,33 +1,33 @@
-"""Reload a model whose python-backend stub process died.
+"""Reload a model whose python-backend stub process died, with the config it was last loaded with.
 
 Measured on tritonserver 2.51: when a stub is killed, the python backend does not restart it. Every request to
 that instance fails with "Stub process '<instance>' is not healthy." while the model still reports READY, so
-readiness probes do not notice. The watchdog watches the stub processes themselves (children in the server's
-process group; the first argument of each is the model file, so the model is the first path component under the
-repository) and, when one that was there disappears, unloads and loads its model through the model-repository
-API. That needs ``--model-control-mode=explicit``; in the other modes Triton refuses load requests.
+readiness probes do not notice. The watchdog watches the stub processes themselves (see
+:func:`tritonkit.server.processes.stub_processes`).
+
+A stub also disappears when a load through model control retires it (fewer instances, or a new config that
+replaces every instance), and reloading from disk then would undo that load. So a vanished stub counts as dead
+only while the model is READY and has fewer stubs than the config it is served with asks for, on two looks one
+period apart (Triton retires an instance before it reports the smaller config). Recovery unloads the model and
+loads it with that same config, so what was loaded through model control survives. Loads need
+``--model-control-mode=explicit``; in the other modes Triton refuses them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = [
-    "StubWatchdog",
-    "WatchdogEvent",
-    "cpu_seconds",
-    "is_live",
-    "parent_process",
-    "process_group_members",
-    "stub_processes",
-]
+from tritonkit.errors import TritonkitError
+from tritonkit.server.model_control import ModelControl, expected_stub_count
+from tritonkit.server.processes import stub_processes
+
+__all__ = ["StubWatchdog", "WatchdogEvent"]
+
+StubKey = tuple[str, str]  # (model, instance)
 
 
 @dataclass(frozen=True)
@@ -41,76 +41,9 @@ class WatchdogEvent:
     error: str | None = None
 
 
-def _live_stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ...; None if gone or a zombie."""
-    try:
-        # The command name may contain spaces and parentheses; the fields after the last ")" are fixed.
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields if fields[0] != "Z" else None
-
-
-def _process_group(pid: int) -> int | None:
-    fields = _live_stat_fields(pid)
-    return None if fields is None else int(fields[2])
-
-
-def is_live(pid: int) -> bool:
-    """Whether ``pid`` is a running (not zombie) process."""
-    return _live_stat_fields(pid) is not None
-
-
-def parent_process(pid: int) -> int | None:
-    """The parent of a live process, or None when it is gone."""
-    fields = _live_stat_fields(pid)
-    return None if fields is None else int(fields[1])
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time a live process has used so far; None if it is gone."""
-    fields = _live_stat_fields(pid)
-    if fields is None:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group: a server started by tritonkit and its stubs."""
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and _process_group(int(entry.name)) == pgid
-    ]
-
-
-def stub_processes(server_pid: int, repository: Path) -> dict[tuple[str, str], int]:
-    """Live stubs of a server: (model, instance) -> pid, from /proc (no psutil needed)."""
-    found: dict[tuple[str, str], int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == server_pid:
-            continue
-        if _process_group(int(entry.name)) != server_pid:
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if len(argv) < 3 or "stub" not in Path(argv[0]).name:
-            continue
-        try:
-            model = Path(argv[1]).resolve().relative_to(repository).parts[0]
-        except (ValueError, IndexError):
-            continue
-        # The instance name is the argument of the form <model>_<group>_<index> (e.g. tiny_0_0).
-        instance = next((a for a in argv[2:] if a.startswith(f"{model}_") and "/" not in a), argv[1])
-        found[(model, instance)] = int(entry.name)
-    return found
-
-
 @dataclass
 class StubWatchdog:
-    """A daemon thread that reloads any model whose stub process vanished; see the module docstring."""
+    """A daemon thread that reloads any model whose stub process died; see the module docstring."""
 
     server_pid: int
     repository: Path
@@ -119,15 +52,17 @@ class StubWatchdog:
     interval_s: float = 0.5
     load_timeout_s: float = 120.0
     events: list[WatchdogEvent] = field(default_factory=list)
+    checks: int = 0  # looks at the stub processes so far
 
     def __post_init__(self) -> None:
         self.repository = Path(self.repository).resolve()
+        self._control = ModelControl(self.http_url, self.headers, timeout_s=self.load_timeout_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonkit-stub-watchdog", daemon=True)
-        self._expected: set[tuple[str, str]] = set()
+        self._seen: dict[StubKey, int] = {}
 
     def start(self) -> StubWatchdog:
-        self._expected = set(stub_processes(self.server_pid, self.repository))
+        self._seen = self._stubs()
         self._thread.start()
         return self
 
@@ -136,51 +71,46 @@ class StubWatchdog:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.load_timeout_s + 5)
 
+    def _stubs(self) -> dict[StubKey, int]:
+        return stub_processes(self.server_pid, self.repository)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            alive = set(stub_processes(self.server_pid, self.repository))
-            # New stubs (a model loaded later, or reloaded by someone else) join the watched set.
-            self._expected |= alive
-            missing = self._expected - alive
-            if not missing:
-                continue
-            # Look again after a moment: a reload by the user replaces stubs, and they may be between processes.
-            if self._stop.wait(self.interval_s):
-                return
-            alive = set(stub_processes(self.server_pid, self.repository))
-            missing = self._expected - alive
-            for model in sorted({name for name, _ in missing}):
-                self._recover(model, tuple(sorted(i for m, i in missing if m == model)))
+            alive = self._stubs()
+            self.checks += 1
+            vanished = {key for key, pid in self._seen.items() if alive.get(key) != pid}
+            self._seen = alive
+            for model in sorted({name for name, _ in vanished}):
+                if self._stop.is_set():
+                    return
+                missing = tuple(sorted(instance for name, instance in vanished if name == model))
+                self._check(model, missing)
 
-    def _post(self, path: str) -> None:
-        request = urllib.request.Request(
-            f"http://{self.http_url}{path}", data=b"{}", method="POST", headers=self.headers
-        )
-        with urllib.request.urlopen(request, timeout=self.load_timeout_s) as response:
-            response.read()
+    def _shortfall(self, model: str) -> dict[str, Any] | None:
+        """The model's loaded config when it is READY with fewer stubs than that config runs, else None."""
+        if self._control.state(model) != "READY":
+            # Unloaded on purpose (or still loading): not the watchdog's business.
+            return None
+        config = self._control.loaded_config(model)
+        # Listed after the config is read: a load that finished in between shows its own stubs, not fewer.
+        alive = sum(1 for name, _ in self._stubs() if name == model)
+        return config if alive < expected_stub_count(config) else None
 
-    def _model_state(self, model: str) -> str | None:
-        request = urllib.request.Request(
-            f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST", headers=self.headers
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            for entry in json.loads(response.read()):
-                if entry.get("name") == model:
-                    return str(entry.get("state", "")) or None
-        return None
-
-    def _recover(self, model: str, missing: tuple[str, ...]) -> None:
+    def _check(self, model: str, missing: tuple[str, ...]) -> None:
         noticed = time.monotonic()
-        self._expected = {key for key in self._expected if key[0] != model}
         error = None
         try:
-            if self._model_state(model) != "READY":
-                # Unloaded on purpose (or still loading): not the watchdog's business.
+            if self._shortfall(model) is None or self._stop.wait(self.interval_s):
                 return
-            # A plain load of an unchanged model is a no-op in Triton; unload first so the instances are rebuilt.
-            self._post(f"/v2/repository/models/{model}/unload")
-            self._post(f"/v2/repository/models/{model}/load")
-        except (urllib.error.URLError, OSError, ValueError) as failure:
+            config = self._shortfall(model)
+            if config is None:
+                return
+            # A load of an unchanged config is a no-op in Triton; unload first so the instances are rebuilt.
+            self._control.unload(model)
+            self._control.load(model, config)
+        except TritonkitError as failure:
             error = f"{type(failure).__name__}: {failure}"
-        self._expected |= {key for key in stub_processes(self.server_pid, self.repository) if key[0] == model}
+        # Only this model's stubs are looked at again: another model's loss, seen meanwhile, must stay visible.
+        fresh = {key: pid for key, pid in self._stubs().items() if key[0] == model}
+        self._seen = {key: pid for key, pid in self._seen.items() if key[0] != model} | fresh
         self.events.append(WatchdogEvent(model, missing, noticed, time.monotonic() - noticed, error))
