@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tritonkit.errors import ConfigError
+from tritonkit.repository.dtypes import to_numpy_dtype
 from tritonkit.repository.paths import contained_model_file
 
 __all__ = [
@@ -41,21 +43,6 @@ class PartsRunner(Protocol):
     def run(self, parts: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]: ...
 
 
-_NUMPY_DTYPES: dict[str, Any] = {
-    "TYPE_BOOL": np.bool_,
-    "TYPE_UINT8": np.uint8,
-    "TYPE_UINT16": np.uint16,
-    "TYPE_UINT32": np.uint32,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8,
-    "TYPE_INT16": np.int16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16,
-    "TYPE_FP32": np.float32,
-    "TYPE_FP64": np.float64,
-    "TYPE_STRING": np.object_,
-}
 _INDEX_SUFFIX = re.compile(r"__(\d+)$")
 
 
@@ -70,9 +57,11 @@ class TensorInfo:
     @classmethod
     def from_config(cls, entry: Mapping[str, Any]) -> TensorInfo:
         data_type = entry["data_type"]
-        if data_type not in _NUMPY_DTYPES:
-            raise ValueError(f"tensor {entry['name']!r}: data type {data_type} is not supported by tritonkit")
-        return cls(entry["name"], np.dtype(_NUMPY_DTYPES[data_type]), tuple(int(d) for d in entry["dims"]))
+        try:
+            dtype = to_numpy_dtype(data_type)
+        except ConfigError:
+            raise ValueError(f"tensor {entry['name']!r}: data type {data_type} is not supported by tritonkit") from None
+        return cls(entry["name"], dtype, tuple(int(d) for d in entry["dims"]))
 
 
 def positive_count(text: str, *, key: str, noun: str, model_name: str) -> int:
