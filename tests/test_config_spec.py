@@ -196,7 +196,10 @@ def test_model_spec_without_batching_drops_the_default_dynamic_batching():
         (lambda: DynamicBatching(timeout_action="DROP"), "timeout_action must be 'REJECT' or 'DELAY', got 'DROP'"),
         (lambda: InstanceGroup(count=0), "instance count must be ≥ 1, got 0"),
         (lambda: InstanceGroup(kind="tpu"), "instance kind must be one of cpu, gpu, auto, got 'tpu'"),
-        (lambda: InstanceGroup(kind="cpu", gpus=(0,)), r"a cpu instance group cannot list gpus \[0\]"),
+        (
+            lambda: InstanceGroup(kind="cpu", gpus=(0,)),
+            r"instance_group is KIND_CPU but lists gpus \[0\]; use KIND_GPU or drop gpus",
+        ),
         (lambda: instance_groups(1, "cpu", [0, 1]), r"kind 'cpu' contradicts gpus \[0, 1\]"),
         (lambda: instance_groups(1, "gpu", [0, 0]), r"GPU ids must not repeat, got \[0, 0\]"),
         (lambda: Warmup("w", 0, (IMAGE,)), "warmup 'w': batch_size must be ≥ 1, got 0"),
@@ -204,21 +207,27 @@ def test_model_spec_without_batching_drops_the_default_dynamic_batching():
         (lambda: Warmup("w", 1, (TensorSpec("x", "FP32", (-1,)),)), r"warmup 'w': input 'x' needs concrete dims"),
         (lambda: VersionPolicy.latest(0), "version policy latest needs ≥ 1 versions, got 0"),
         (lambda: VersionPolicy.specific([]), "version policy specific needs at least one version"),
-        (lambda: ModelSpec("m", "tensorrt", 1, (IMAGE,), (LOGITS,)), "model 'm': backend must be onnxruntime or"),
-        (lambda: ModelSpec("m", "pytorch", -1, (IMAGE,), (LOGITS,)), "model 'm': max_batch_size must be ≥ 0, got -1"),
+        (
+            lambda: ModelSpec("m", "tensorrt", 1, (IMAGE,), (LOGITS,)),
+            "model 'm': backend 'tensorrt' is not one tritonkit can serve; it serves onnxruntime",
+        ),
+        (
+            lambda: ModelSpec("m", "pytorch", -1, (IMAGE,), (LOGITS,)),
+            r"model 'm': max_batch_size is -1; it must be ≥ 0 \(0: no batch dimension\)",
+        ),
         (lambda: ModelSpec("m", "pytorch", 1, (), (LOGITS,)), "model 'm': needs at least one input"),
         (lambda: ModelSpec("m", "pytorch", 1, (IMAGE, IMAGE), (LOGITS,)), "model 'm': input names repeat"),
         (
             lambda: ModelSpec("m", "pytorch", 4, (IMAGE,), (LOGITS,), DynamicBatching(preferred_batch_sizes=(4, 8))),
-            r"model 'm': preferred batch sizes \[8\] exceed max_batch_size 4",
+            "model 'm': preferred_batch_size 8 exceeds max_batch_size 4",
         ),
         (
             lambda: ModelSpec("m", "pytorch", 0, (IMAGE,), (LOGITS,), DynamicBatching(max_queue_delay_microseconds=5)),
-            "model 'm': dynamic batching needs max_batch_size > 0, got 0",
+            r"model 'm': dynamic_batching needs max_batch_size > 0, but max_batch_size is 0 \(or not set\)",
         ),
         (
             lambda: ModelSpec("m", "pytorch", 2, (IMAGE,), (LOGITS,), warmup=(Warmup("w", 4, (IMAGE,)),)),
-            "model 'm': warmup 'w' batch_size 4 exceeds max_batch_size 2",
+            "model 'm': model_warmup 'w' batch_size 4 exceeds max_batch_size 2",
         ),
     ],
 )

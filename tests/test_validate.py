@@ -157,7 +157,7 @@ def test_backends_we_cannot_serve(tmp_path, header, problem):
         (
             "max_batch_size: 8",
             "max_batch_size: 0",
-            "dynamic_batching needs max_batch_size > 0, but max_batch_size is 0 (not set)",
+            "dynamic_batching needs max_batch_size > 0, but max_batch_size is 0 (or not set)",
         ),
         (
             "count: 1 kind: KIND_CPU",
@@ -170,6 +170,22 @@ def test_backends_we_cannot_serve(tmp_path, header, problem):
             "instance_group 'cpus' is KIND_CPU but lists gpus [3]; use KIND_GPU or drop gpus",
         ),
         ("data_type: TYPE_FP32 dims: [ 10 ]", "dims: [ 10 ]", "output 'logits' does not set data_type"),
+        (
+            "count: 1 kind: KIND_CPU",
+            "count: 1 kind: KIND_GPU gpus: [ 0, -1 ]",
+            "instance_group #1 lists gpus [0, -1]; GPU ids must be ≥ 0",
+        ),
+        (
+            "instance_group [",
+            'model_warmup [ { name: "big" batch_size: 16 } ]\ninstance_group [',
+            "model_warmup 'big' batch_size 16 exceeds max_batch_size 8",
+        ),
+        (
+            "[ 4, 8 ]",
+            "[ 4, 16 ] max_queue_delay_microseconds: 5 } instance_group { kind: KIND_CPU gpus: 2",
+            "preferred_batch_size 16 exceeds max_batch_size 8; "
+            "instance_group #1 is KIND_CPU but lists gpus [2]; use KIND_GPU or drop gpus",
+        ),
         (
             "max_batch_size: 8",
             "max_batch_size: 8 version_policy { latest { num_versions: 0 } }",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
+from tritonkit.repository.edits import set_batching, set_instances
+from tritonkit.repository.rules import warmup_fits
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 __all__ = ["DEFAULT_QUEUE_DELAY_US", "BenchConfig", "default_configs", "parse_configs"]
@@ -77,30 +79,21 @@ class BenchConfig:
         """``base`` with this configuration's instances, batching and parameters; everything else is kept."""
         config = model_config_pb2.ModelConfig()
         config.CopyFrom(base)
-        if self.gpus is not None:
-            kind = model_config_pb2.ModelInstanceGroup.KIND_GPU
-            del config.instance_group[:]
-            for gpu in self.gpus:
-                config.instance_group.add(kind=kind, gpus=[gpu], count=self.instances)
-        if not config.instance_group:
-            config.instance_group.add()
-        for group in config.instance_group:
-            group.count = self.instances
+        set_instances(config, count=self.instances, gpus=self.gpus)
         if self.batching:
             if self.max_batch > base.max_batch_size:
                 raise ConfigError(
                     f"configuration {self.key}: max batch {self.max_batch} is over the model's "
                     f"max_batch_size {base.max_batch_size}"
                 )
-            config.max_batch_size = self.max_batch
-            config.dynamic_batching.max_queue_delay_microseconds = self.queue_delay_us
-            del config.dynamic_batching.preferred_batch_size[:]
+            set_batching(
+                config, max_batch_size=self.max_batch, queue_delay_us=self.queue_delay_us, preferred_batch_sizes=()
+            )
         else:
             config.ClearField("dynamic_batching")
         for key, value in self.parameters:
             config.parameters[key].string_value = value
-        # Triton refuses to load a model whose warm-up sample is larger than its max_batch_size.
-        kept = [w for w in config.model_warmup if w.batch_size <= config.max_batch_size]
+        kept = [warmup for warmup in config.model_warmup if warmup_fits(warmup, config.max_batch_size)]
         del config.model_warmup[:]
         config.model_warmup.extend(kept)
         return config

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tritonkit.export.options import ExportOptions
 from tritonkit.export.signature import TensorSignature
 from tritonkit.repository import (
+    FORMAT_BACKENDS,
     DynamicBatching,
     ModelConfig,
     ModelSpec,
@@ -19,13 +20,12 @@ from tritonkit.repository import (
     Warmup,
     instance_groups,
 )
+from tritonkit.repository.rules import warmup_fits
 
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2
 
-__all__ = ["BACKENDS", "config_for", "export_spec"]
-
-BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
+__all__ = ["config_for", "export_spec"]
 
 
 def export_spec(
@@ -45,7 +45,7 @@ def export_spec(
     input_specs = tuple(_tensor_spec(t) for t in inputs)
     return ModelSpec(
         name=name,
-        backend=BACKENDS[options.format],  # type: ignore[arg-type]
+        backend=FORMAT_BACKENDS[options.format],
         max_batch_size=options.max_batch_size,
         inputs=input_specs,
         outputs=tuple(_tensor_spec(t) for t in outputs),
@@ -93,7 +93,7 @@ def _tensor_spec(tensor: TensorSignature) -> TensorSpec:
 
 
 def _stale(warmup: model_config_pb2.ModelWarmup, fresh: model_config_pb2.ModelConfig) -> bool:
-    if warmup.batch_size > fresh.max_batch_size:
+    if not warmup_fits(warmup, fresh.max_batch_size):
         return True
     wanted = {tensor.name: tensor for tensor in fresh.input}
     if set(warmup.inputs) != set(wanted):

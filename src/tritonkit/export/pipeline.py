@@ -31,14 +31,12 @@ from tritonkit.export.signature import probe_signature, random_batch, signature_
 from tritonkit.export.signed import declared_signature, export_declared, verify_declared
 from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import VerificationReport, verify_artifact
-from tritonkit.repository import ModelConfig
+from tritonkit.repository import ARTIFACT_NAMES, CONFIG_FILENAME, ModelConfig
 from tritonkit.repository.samples import SAMPLES_PARAMETER, SampleSpec
 
-__all__ = ["ARTIFACT_NAMES", "ExportResult", "export_model"]
+__all__ = ["ExportResult", "export_model"]
 
-ARTIFACT_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 _FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
-_CONFIG = "config.pbtxt"
 # Tracing at 2 rather than 1 keeps exporters from specialising size-1 dimensions into the graph.
 _TRACE_BATCH = 2
 
@@ -68,7 +66,7 @@ def export_model(
     step = on_step or _ignore
     name = options.model_name(model)
     model_dir = options.repository / name
-    config_path = model_dir / _CONFIG
+    config_path = model_dir / CONFIG_FILENAME
     device = options.resolved_device()
     # Read an existing config first: a broken one should fail in a second, not after the export.
     existing = ModelConfig.load(config_path) if config_path.exists() else None

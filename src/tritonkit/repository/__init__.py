@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tritonkit.repository.config import CONFIG_FILENAME, PLATFORM_BACKENDS, ModelConfig, resolve_backend
+from tritonkit.repository.backends import (
+    ARTIFACT_NAMES,
+    DEFAULT_MODEL_FILENAMES,
+    FORMAT_BACKENDS,
+    PLATFORM_BACKENDS,
+    SERVABLE_BACKENDS,
+    resolve_backend,
+)
+from tritonkit.repository.config import CONFIG_FILENAME, ModelConfig
 from tritonkit.repository.dtypes import (
     TRITON_DTYPES,
     config_data_type,
@@ -29,8 +37,6 @@ from tritonkit.repository.spec import (
     instance_groups,
 )
 from tritonkit.repository.validate import (
-    DEFAULT_MODEL_FILENAMES,
-    SERVABLE_BACKENDS,
     model_filename,
     validate_model,
     validate_repository,
@@ -38,9 +44,11 @@ from tritonkit.repository.validate import (
 )
 
 __all__ = [
+    "ARTIFACT_NAMES",
     "CONFIG_FILENAME",
     "DEFAULT_MODEL_FILENAMES",
     "DEFAULT_QUEUE_DELAY_US",
+    "FORMAT_BACKENDS",
     "INSTANCE_KINDS",
     "PLATFORM_BACKENDS",
     "SERVABLE_BACKENDS",

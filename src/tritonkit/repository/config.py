@@ -11,28 +11,13 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
+from tritonkit.repository.backends import resolve_backend
 from tritonkit.repository.pbtxt import patch_text, render_text
 from tritonkit.repository.spec import ModelSpec
 
-__all__ = ["CONFIG_FILENAME", "PLATFORM_BACKENDS", "ModelConfig", "resolve_backend"]
+__all__ = ["CONFIG_FILENAME", "ModelConfig"]
 
 CONFIG_FILENAME = "config.pbtxt"
-
-# Older configs name a platform instead of a backend; these are the ones Triton maps to a backend.
-PLATFORM_BACKENDS = {
-    "onnxruntime_onnx": "onnxruntime",
-    "pytorch_libtorch": "pytorch",
-    "tensorrt_plan": "tensorrt",
-    "tensorflow_graphdef": "tensorflow",
-    "tensorflow_savedmodel": "tensorflow",
-}
-
-
-def resolve_backend(config: model_config_pb2.ModelConfig) -> str:
-    """The backend that serves ``config``: its ``backend``, else the one its ``platform`` implies."""
-    if config.backend:
-        return config.backend
-    return PLATFORM_BACKENDS.get(config.platform, config.platform)
 
 
 class ModelConfig:

@@ -10,9 +10,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tritonkit.errors import ConfigError
+from tritonkit.repository.backends import ARTIFACT_NAMES, ModelFormat
 from tritonkit.repository.dtypes import from_onnx_elem_type, from_onnxruntime_type
 from tritonkit.repository.spec import TensorSpec
 
@@ -20,8 +21,6 @@ __all__ = ["SIGNATURE_FILENAME", "ModelFormat", "Signature", "read_signature"]
 
 # tritonkit's exporter stores this JSON inside the TorchScript archive (torch.jit.save _extra_files).
 SIGNATURE_FILENAME = "tritonkit.json"
-
-ModelFormat = Literal["onnx", "torchscript"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def read_signature(model_file: Path, *, file_format: ModelFormat | None = None) 
         file_format = "onnx" if model_file.suffix == ".onnx" else "torchscript"
     if file_format == "onnx":
         if model_file.is_dir():
-            model_file = model_file / "model.onnx"
+            model_file = model_file / ARTIFACT_NAMES["onnx"]
         return _read_onnx(model_file)
     return _read_torchscript(model_file)
 

@@ -13,7 +13,10 @@ from typing import Literal
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
+from tritonkit.repository.backends import ServableBackend
 from tritonkit.repository.dtypes import config_data_type, normalize_dtype_name, triton_dtype_name
+from tritonkit.repository.edits import KIND_ENUM, instance_layout, unknown_kind
+from tritonkit.repository.rules import config_problems, describe, instance_group_problems
 
 __all__ = [
     "DEFAULT_QUEUE_DELAY_US",
@@ -32,11 +35,7 @@ __all__ = [
 # low load (docs/performance.md, "tritonkit bench on one H200").
 DEFAULT_QUEUE_DELAY_US = 250
 
-_KIND_ENUM = {
-    "auto": model_config_pb2.ModelInstanceGroup.KIND_AUTO,
-    "gpu": model_config_pb2.ModelInstanceGroup.KIND_GPU,
-    "cpu": model_config_pb2.ModelInstanceGroup.KIND_CPU,
-}
+_KIND_NAMES = {value: name for name, value in KIND_ENUM.items()}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -136,31 +135,19 @@ class InstanceGroup:
     def __post_init__(self) -> None:
         object.__setattr__(self, "gpus", tuple(self.gpus))
         _require(self.count >= 1, f"instance count must be ≥ 1, got {self.count}")
-        _require(self.kind in _KIND_ENUM, f"instance kind must be one of cpu, gpu, auto, got {self.kind!r}")
-        _require(all(gpu >= 0 for gpu in self.gpus), f"GPU ids must be ≥ 0, got {list(self.gpus)}")
-        _require(
-            not (self.kind == "cpu" and self.gpus),
-            f"a cpu instance group cannot list gpus {list(self.gpus)}; use kind 'gpu' or drop the gpus",
-        )
+        problems = unknown_kind(self.kind) or instance_group_problems(self.to_proto())
+        _require(not problems, describe(problems))
 
     def to_proto(self) -> model_config_pb2.ModelInstanceGroup:
-        return model_config_pb2.ModelInstanceGroup(count=self.count, kind=_KIND_ENUM[self.kind], gpus=list(self.gpus))
+        return model_config_pb2.ModelInstanceGroup(count=self.count, kind=KIND_ENUM[self.kind], gpus=list(self.gpus))
 
 
 def instance_groups(count: int, kind: str, gpus: Sequence[int] = ()) -> tuple[InstanceGroup, ...]:
-    """Instance groups for ``count`` instances: one KIND_GPU group per listed GPU, else a single group.
-
-    One group per GPU (rather than one group listing all GPUs) lets a later edit give GPUs different
-    counts, and reads unambiguously: Triton places ``count`` instances on *each* GPU of a group.
-    """
-    if not gpus:
-        return (InstanceGroup(count=count, kind=kind),)  # type: ignore[arg-type]
-    _require(
-        kind != "cpu",
-        f"kind 'cpu' contradicts gpus {list(gpus)}; pass kind 'gpu' (or 'auto') with gpus, or no gpus",
+    """``edits.instance_layout``'s groups as specs: one KIND_GPU group per listed GPU, else a single group."""
+    return tuple(
+        InstanceGroup(count=group.count, kind=_KIND_NAMES[group.kind], gpus=tuple(group.gpus))  # type: ignore[arg-type]
+        for group in instance_layout(count, kind, gpus)
     )
-    _require(len(set(gpus)) == len(gpus), f"GPU ids must not repeat, got {list(gpus)}")
-    return tuple(InstanceGroup(count=count, kind="gpu", gpus=(gpu,)) for gpu in gpus)
 
 
 @dataclass(frozen=True)
@@ -270,7 +257,7 @@ class ModelSpec:
     """
 
     name: str
-    backend: Literal["onnxruntime", "pytorch"]
+    backend: ServableBackend
     max_batch_size: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -286,37 +273,17 @@ class ModelSpec:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "parameters", dict(self.parameters))
         _require(bool(self.name), "a model needs a name")
-        _require(
-            self.backend in ("onnxruntime", "pytorch"),
-            f"model {self.name!r}: backend must be onnxruntime or pytorch, got {self.backend!r}",
-        )
-        _require(
-            self.max_batch_size >= 0,
-            f"model {self.name!r}: max_batch_size must be ≥ 0, got {self.max_batch_size}",
-        )
         _require(bool(self.inputs), f"model {self.name!r}: needs at least one input")
         _require(bool(self.outputs), f"model {self.name!r}: needs at least one output")
         for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
             names = [tensor.name for tensor in tensors]
             _require(len(set(names)) == len(names), f"model {self.name!r}: {kind} names repeat: {names}")
-        batching = self.dynamic_batching
-        if batching is not None and self.max_batch_size == 0:
-            _require(
-                batching == DynamicBatching(),
-                f"model {self.name!r}: dynamic batching needs max_batch_size > 0, got 0",
-            )
-        if batching is not None and self.max_batch_size > 0:
-            too_big = [size for size in batching.preferred_batch_sizes if size > self.max_batch_size]
-            _require(
-                not too_big,
-                f"model {self.name!r}: preferred batch sizes {too_big} exceed max_batch_size {self.max_batch_size}",
-            )
-        for warmup in self.warmup:
-            _require(
-                self.max_batch_size == 0 or warmup.batch_size <= self.max_batch_size,
-                f"model {self.name!r}: warmup {warmup.name!r} batch_size {warmup.batch_size} exceeds "
-                f"max_batch_size {self.max_batch_size}",
-            )
+        proto = self.to_proto()
+        if self.dynamic_batching not in (None, DynamicBatching()) and self.max_batch_size == 0:
+            # to_proto leaves batching out of a model without a batch dimension; the rules must see it.
+            proto.dynamic_batching.CopyFrom(self.dynamic_batching.to_proto())
+        problems = config_problems(proto)
+        _require(not problems, f"model {self.name!r}: {describe(problems)}")
 
     def to_proto(self) -> model_config_pb2.ModelConfig:
         config = model_config_pb2.ModelConfig(name=self.name, backend=self.backend, max_batch_size=self.max_batch_size)

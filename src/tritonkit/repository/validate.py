@@ -11,24 +11,16 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import ConfigError
-from tritonkit.repository.config import CONFIG_FILENAME, PLATFORM_BACKENDS, ModelConfig, resolve_backend
+from tritonkit.repository.backends import BACKEND_FORMATS, DEFAULT_MODEL_FILENAMES, resolve_backend
+from tritonkit.repository.config import CONFIG_FILENAME, ModelConfig
 from tritonkit.repository.dtypes import triton_dtype_name
 from tritonkit.repository.paths import contained_model_file
-from tritonkit.repository.signature import ModelFormat, Signature, read_signature
+from tritonkit.repository.rules import config_problems, describe
+from tritonkit.repository.signature import Signature, read_signature
 from tritonkit.repository.spec import TensorSpec, VersionPolicy
 
-__all__ = [
-    "DEFAULT_MODEL_FILENAMES",
-    "SERVABLE_BACKENDS",
-    "model_filename",
-    "validate_model",
-    "validate_repository",
-    "version_directories",
-]
+__all__ = ["model_filename", "validate_model", "validate_repository", "version_directories"]
 
-SERVABLE_BACKENDS = ("onnxruntime", "pytorch")
-DEFAULT_MODEL_FILENAMES = {"onnxruntime": "model.onnx", "pytorch": "model.pt"}
-_FILE_FORMATS: dict[str, ModelFormat] = {"onnxruntime": "onnx", "pytorch": "torchscript"}
 _VERSION_NAME = re.compile(r"[0-9]+")
 
 
@@ -81,18 +73,6 @@ def validate_model(model_dir: Path) -> ModelConfig:
     except ConfigError as error:
         raise ConfigError(f"model '{model}': {error}") from error
     proto = config.proto
-    _check_header(model, config_path, proto)
-    _check_batching(model, config_path, proto)
-    _check_instances(model, config_path, proto)
-    _check_versions(model, model_dir, config_path, proto)
-    return config
-
-
-def _problem(model: str, file: Path, problem: str) -> ConfigError:
-    return ConfigError(f"model '{model}': {file}: {problem}")
-
-
-def _check_header(model: str, config_path: Path, proto: model_config_pb2.ModelConfig) -> None:
     # Triton fills in an empty name from the directory, so only a different name is wrong.
     if proto.name and proto.name != model:
         raise _problem(
@@ -100,53 +80,15 @@ def _check_header(model: str, config_path: Path, proto: model_config_pb2.ModelCo
             config_path,
             f"name '{proto.name}' differs from the directory name '{model}'; Triton needs them equal",
         )
-    servable = ", ".join(
-        f"{backend} (platform {platform})"
-        for platform, backend in PLATFORM_BACKENDS.items()
-        if backend in SERVABLE_BACKENDS
-    )
-    if not proto.backend and not proto.platform:
-        raise _problem(model, config_path, f"sets neither backend nor platform; tritonkit serves {servable}")
-    implied = PLATFORM_BACKENDS.get(proto.platform)
-    if proto.backend and proto.platform and implied != proto.backend:
-        raise _problem(
-            model, config_path, f"backend '{proto.backend}' contradicts platform '{proto.platform}'; set only one"
-        )
-    if resolve_backend(proto) not in SERVABLE_BACKENDS:
-        what = f"backend '{proto.backend}'" if proto.backend else f"platform '{proto.platform}'"
-        raise _problem(model, config_path, f"{what} is not one tritonkit can serve; it serves {servable}")
-    for kind, tensors in (("input", proto.input), ("output", proto.output)):
-        for tensor in tensors:
-            if tensor.data_type == model_config_pb2.TYPE_INVALID:
-                raise _problem(model, config_path, f"{kind} '{tensor.name}' does not set data_type")
+    problems = config_problems(proto)
+    if problems:
+        raise _problem(model, config_path, describe(problems))
+    _check_versions(model, model_dir, config_path, proto)
+    return config
 
 
-def _check_batching(model: str, config_path: Path, proto: model_config_pb2.ModelConfig) -> None:
-    max_batch_size = proto.max_batch_size
-    if max_batch_size < 0:
-        raise _problem(
-            model, config_path, f"max_batch_size is {max_batch_size}; it must be ≥ 0 (0: no batch dimension)"
-        )
-    if not proto.HasField("dynamic_batching"):
-        return
-    if max_batch_size == 0:
-        raise _problem(
-            model, config_path, "dynamic_batching needs max_batch_size > 0, but max_batch_size is 0 (not set)"
-        )
-    for size in proto.dynamic_batching.preferred_batch_size:
-        if size < 1:
-            raise _problem(model, config_path, f"preferred_batch_size {size} must be ≥ 1")
-        if size > max_batch_size:
-            raise _problem(model, config_path, f"preferred_batch_size {size} exceeds max_batch_size {max_batch_size}")
-
-
-def _check_instances(model: str, config_path: Path, proto: model_config_pb2.ModelConfig) -> None:
-    for index, group in enumerate(proto.instance_group):
-        if group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU and group.gpus:
-            label = f"instance_group '{group.name}'" if group.name else f"instance_group #{index + 1}"
-            raise _problem(
-                model, config_path, f"{label} is KIND_CPU but lists gpus {list(group.gpus)}; use KIND_GPU or drop gpus"
-            )
+def _problem(model: str, file: Path, problem: str) -> ConfigError:
+    return ConfigError(f"model '{model}': {file}: {problem}")
 
 
 def _check_versions(model: str, model_dir: Path, config_path: Path, proto: model_config_pb2.ModelConfig) -> None:
@@ -171,7 +113,7 @@ def _check_versions(model: str, model_dir: Path, config_path: Path, proto: model
         if not model_file.exists():
             raise _problem(model, model_file, f"missing; backend {backend} loads {filename} from version {version}")
         try:
-            signature = read_signature(model_file, file_format=_FILE_FORMATS[backend])
+            signature = read_signature(model_file, file_format=BACKEND_FORMATS[backend])
         except ConfigError as error:
             raise ConfigError(f"model '{model}': {error}") from error
         if signature is not None:
