@@ -50,7 +50,7 @@ from tritonkit.bench.raw_cuda import CudaRawModel
 from tritonkit.bench.raw_processes import processes_bs1
 from tritonkit.bench.rawtable import raw_table as library_raw_table
 from tritonkit.bench.runner import BenchSettings, Cell, measure_cell
-from tritonkit.repository import ModelConfig
+from tritonkit.repository import ARTIFACT_NAMES, ModelConfig
 from tritonkit.server import EmbeddedServer
 from tritonkit.server.processes import stub_processes
 
@@ -354,7 +354,7 @@ def main() -> int:
 
         results["torch"] = torch.__version__
         export_models(repository, args.max_batch)
-        model_file = repository / MODEL / "1" / "model.pt"
+        model_file = repository / MODEL / "1" / ARTIFACT_NAMES["torchscript"]
         raw = CudaRawModel(model_file, inputs=RawInputs.single("UINT8", (224, 224, 3)))
         results["raw"] = raw_table(raw)
         results["raw_concurrent_bs1"] = {n: raw.concurrent_graphs(1, n) for n in (1, 2, 4)}
