@@ -26,7 +26,8 @@ from tritonkit.client.stats import ModelStats
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig, triton_dtype_name
 from tritonkit.repository.dtypes import to_numpy_dtype
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch, pad_to_bucket
+from tritonkit.repository.payload_spec import PayloadSpec
+from tritonkit.repository.samples import SampleSpec, TensorShape, pad_to_bucket
 from tritonkit.repository.validate import model_filename, version_directories
 
 __all__ = ["BenchSettings", "Cell", "measure_cell", "model_file_of", "output_byte_size"]
@@ -46,6 +47,7 @@ class BenchSettings:
     min_growth: float = 0.05  # the sweep stops when a doubling gains less than this
     p99_budget_ms: float | None = None  # the sweep also stops once p99 leaves the budget
     pad_to: tuple[int, ...] = ()  # pad variable dims to the smallest of these lengths (the client-side buckets)
+    payload: PayloadSpec = field(default_factory=PayloadSpec)  # --length / --samples in place of the model's own
 
     def processes_for(self, concurrency: int) -> int:
         if self.client_processes:
@@ -125,9 +127,15 @@ def sample_spec(config: ModelConfig) -> SampleSpec:
 
 
 def request_variants(
-    config: ModelConfig, rows: int, *, count: int = 16, pad_to: tuple[int, ...] = ()
+    config: ModelConfig,
+    rows: int,
+    *,
+    count: int = 16,
+    pad_to: tuple[int, ...] = (),
+    payload: PayloadSpec | None = None,
 ) -> tuple[dict[str, np.ndarray], ...]:
-    """Requests of ``rows`` samples for every input: one for fixed shapes, ``count`` of drawn lengths otherwise.
+    """Requests of ``rows`` samples for every input: one for fixed shapes, ``count`` of drawn lengths otherwise
+    (or of ``payload``'s lengths or real rows).
 
     With ``pad_to``, each request's variable dims are padded with zeros to the smallest bucket that holds them.
     """
@@ -135,7 +143,7 @@ def request_variants(
     axes = {t.name: [i + 1 for i, d in enumerate(t.dims) if d < 0] for t in tensors if any(d < 0 for d in t.dims)}
     rng = np.random.default_rng(0)
     spec = sample_spec(config)
-    requests = [make_batch(tensors, spec, rows, rng) for _ in range(count if axes else 1)]
+    requests = (payload or PayloadSpec()).requests(tensors, spec, rows, rng, count=count, model=config.proto.name)
     if pad_to and axes:
         requests = [pad_to_bucket(request, axes, pad_to)[0] for request in requests]
     return tuple(requests)
@@ -158,7 +166,7 @@ def measure_cell(
     """One window of closed-loop load on ``served`` (default ``name``), with the server's and the host's view."""
     tensor = base.proto.input[0]
     served = served or name
-    requests = request_variants(base, settings.frames_per_request, pad_to=settings.pad_to)
+    requests = request_variants(base, settings.frames_per_request, pad_to=settings.pad_to, payload=settings.payload)
     spec = LoadSpec(
         url=url,
         model=served,

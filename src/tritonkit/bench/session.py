@@ -150,9 +150,8 @@ def run_bench(
     device = "cuda" if _uses_gpu([g.kind for g in base.proto.instance_group] or [0], gpus) else "cpu"
     parameters = {key: value.string_value for key, value in base.proto.parameters.items()}
     threads = next((int(parameters[key]) for key in _THREAD_PARAMETERS if key in parameters), None)
-    raw = open_raw_model(
-        model_file, inputs=RawInputs(tensor_shapes(base), sample_spec(base)), device=device, threads=threads
-    )
+    raw_spec = settings.payload.sample_spec(tensor_shapes(base), sample_spec(base), name)  # --length for raw too
+    raw = open_raw_model(model_file, inputs=RawInputs(tensor_shapes(base), raw_spec), device=device, threads=threads)
     raw_rows: list[dict[str, Any]] = []
     if device == "cuda":
         raw_rows = raw_table(raw, raw_batches(base.max_batch_size))

@@ -62,14 +62,20 @@ def bench(
     pad_to: str | None = typer.Option(
         None, help="Pad variable-length requests to the smallest of these lengths, e.g. 16,32,64 (zeros)."
     ),
+    length: str | None = typer.Option(None, help="MIN:MAX or N: lengths of variable dims (default: the model's)."),
+    samples: Path | None = typer.Option(
+        None, help="Real requests: a .npz with one array per input ([rows, *dims]), or a .npy for one input."
+    ),
     out: Path | None = typer.Option(None, help="Folder for results.json, results.csv and the plot."),
     p99_ms: float | None = typer.Option(None, "--p99-ms", help="Latency budget: stops sweeps, picks the best."),
     apply: bool = typer.Option(False, "--apply", help="Write the best config under --p99-ms into config.pbtxt."),
 ) -> None:
     """Compare 1 vs N instances and dynamic batching (on a GPU also own processes, MPS, GPUs); say what each gives."""
     from tritonkit.bench.gpu import gpu_names, mps_available
+    from tritonkit.bench.runner import request_variants
     from tritonkit.errors import ConfigError
     from tritonkit.repository import ModelConfig
+    from tritonkit.repository.payload_spec import PayloadSpec
 
     with fail_cleanly():
         if apply and p99_ms is None:
@@ -100,7 +106,10 @@ def bench(
             max_concurrency=max_concurrency,
             p99_budget_ms=p99_ms,
             pad_to=parse_int_list("--pad-to", pad_to) or (),
+            payload=PayloadSpec.parse(length, samples),
         )
+        # A bad --length or --samples fails now, not after the server has started.
+        request_variants(base, frames_per_request, pad_to=settings.pad_to, payload=settings.payload)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         destination = out or Path("bench-results") / f"{name}-{stamp}"
         run_and_report(repository, name, chosen, settings, destination, p99_ms, apply, ceiling=ceiling)

@@ -42,10 +42,8 @@ def demo(
         try:
             with Client(server.grpc_url, name) as client:
                 client.wait_ready(60)
-                spec = client.inputs[0]
-                frame_shape = (1, *(d if d > 0 else 224 for d in spec.shape[1:]))
-                rng = np.random.default_rng(0)
-                frames = [_random_frame(rng, frame_shape, spec.dtype) for _ in range(min(requests, 32))]
+                info, rng = client.info(), np.random.default_rng(0)
+                frames = [info.random_request(1, rng) for _ in range(min(requests, 32))]
                 first = client.infer(frames[0])
                 before = client.stats()
                 latencies, wall_s = _send(server.grpc_url, name, frames, requests, concurrency)
@@ -75,13 +73,9 @@ def _short_bench(repository: Path, name: str) -> None:
         run_and_report(repository, name, configs, settings, Path("bench-results") / f"demo-{stamp}", ceiling=False)
 
 
-def _random_frame(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, 256, size=shape).astype(dtype)
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def _send(url: str, model: str, frames: list[np.ndarray], count: int, concurrency: int) -> tuple[list[float], float]:
+def _send(
+    url: str, model: str, frames: list[dict[str, np.ndarray]], count: int, concurrency: int
+) -> tuple[list[float], float]:
     """Closed loop: ``concurrency`` threads, each with its own connection, ``count`` requests in all.
 
     Returns each request's latency and the wall time of the whole run, in seconds.

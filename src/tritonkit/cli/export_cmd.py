@@ -43,6 +43,9 @@ def export(
         "input_ids:int64:-1:0:29999; replaces --input-shape.",
     ),
     length: str | None = typer.Option(None, help="MIN:MAX length of the --input variable dims, e.g. 8:128."),
+    signature: Path | None = typer.Option(
+        None, help='A JSON signature file: {"inputs": {NAME: {"dtype", "dims", "low", "high"}}, "length": "MIN:MAX"}.'
+    ),
 ) -> None:
     """Export MODEL to ONNX or TorchScript, verify it, and write its config.pbtxt."""
     from tritonkit.export import ExportOptions, export_model
@@ -68,6 +71,7 @@ def export(
             queue_delay_us=queue_delay_us,
             inputs=tuple(inputs or ()),
             length=length,
+            signature=signature,
         )
         with console.status(f"exporting {model} ...") as status:
             result = export_model(model, options, on_step=lambda step: status.update(f"{step} ..."))

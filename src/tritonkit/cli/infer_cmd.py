@@ -22,6 +22,7 @@ _DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 _IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), dtype=np.float32)
 _IMAGENET_STD = np.array((0.229, 0.224, 0.225), dtype=np.float32)
 _TOP = 5
+_FIRST_VALUES = 4
 
 
 def infer(
@@ -37,9 +38,9 @@ def infer(
     length: str | None = typer.Option(None, help="With --random: the length of variable dims, N or MIN:MAX."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Client timeout per request, in seconds."),
 ) -> None:
-    """Query a served model once and print the output summary (top-5 for classifiers) and the round-trip time."""
+    """Query a served model once; print each output (top-5 classes for [batch, N] float scores) and the round trip."""
     from tritonkit.client import Client
-    from tritonkit.repository.samples import parse_length
+    from tritonkit.repository.payload_spec import PayloadSpec
 
     if protocol not in _DEFAULT_PORTS:
         raise typer.BadParameter(f"{protocol!r} is neither grpc nor http", param_hint="--protocol")
@@ -63,10 +64,9 @@ def infer(
             given = _read_arrays(arrays or [], [spec.name for spec in info.inputs], model)
             rows = next((len(a) for a in given.values()), batch) if info.max_batch_size > 0 else 1
             fixed = _given_length(given, info) if given else None
-            if length is not None and fixed is None:
-                low, high = parse_length(length)
-                fixed = int(np.random.default_rng(0).integers(low, high + 1))
-            feed = {**info.random_request(rows, np.random.default_rng(0), length=fixed), **given}
+            # --length draws from its range (within the model's limit) through the one sample maker.
+            spec = PayloadSpec.parse(length).sample_spec(info.tensor_shapes(), info.sample_spec(), model)
+            feed = {**info.random_request(rows, np.random.default_rng(0), spec=spec, length=fixed), **given}
             labels = [f"sample #{index}" for index in range(rows)]
         started = time.perf_counter()
         if isinstance(feed, np.ndarray) and info.max_batch_size > 0 and len(feed) > batch:
@@ -141,6 +141,16 @@ def load_images(paths: list[Path], dtype: np.dtype | None, sample: tuple[int, ..
     return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2), dtype=dtype)
 
 
+def _values_summary(values: np.ndarray) -> str:
+    """The first few values and the range of an output that is not [batch, N] float scores."""
+    if values.dtype.kind not in "fiub" or not values.size:
+        return ""
+    first = ", ".join(f"{float(v):.4g}" for v in values.reshape(-1)[:_FIRST_VALUES])
+    more = ", ..." if values.size > _FIRST_VALUES else ""
+    return (f": [{first}{more}] (min {float(values.min()):.4g}, mean {float(values.mean()):.4g}, "
+            f"max {float(values.max()):.4g})")  # fmt: skip
+
+
 def _report(
     model: str, labels: list[str], outputs: dict[str, np.ndarray], elapsed_s: float, requests: int, protocol: str
 ) -> None:
@@ -153,13 +163,8 @@ def _report(
                 classes = ", ".join(f"{int(i)} ({float(row[i]):.3f})" for i in best)
                 console.print(f"  {label}: {classes}", soft_wrap=True, markup=False)
         else:
-            numeric = values.dtype.kind in "fiub" and values.size
-            summary = (
-                f"min {float(values.min()):.4g}, mean {float(values.mean()):.4g}, max {float(values.max()):.4g}"
-                if numeric
-                else ""
-            )
-            console.print(f"{model}: {name} {list(values.shape)} {values.dtype} {summary}".rstrip(), soft_wrap=True)
+            summary = _values_summary(values)
+            console.print(f"{model}: {name} {list(values.shape)} {values.dtype}{summary}", soft_wrap=True)
     per_request = f", {elapsed_s * 1000 / requests:.1f} ms per request" if requests > 1 else ""
     console.print(
         f"round trip: {elapsed_s * 1000:.1f} ms for {len(labels)} sample(s) in {requests} request(s) "

@@ -62,6 +62,10 @@ def load(
     ),
     batch_size: int = typer.Option(1, min=1, help="Rows in each request."),
     payload: str = typer.Option("random", help="random, uint8 (--uint8-input models), or an image dir or glob."),
+    length: str | None = typer.Option(None, help="MIN:MAX or N: lengths of variable dims (default: the model's)."),
+    samples: Path | None = typer.Option(
+        None, help="Real requests: a .npz with one array per input ([rows, *dims]), or a .npy for one input."
+    ),
     processes: int = typer.Option(0, min=-1, help="Locust worker processes to fork (-1: one per core; 0: none)."),
     csv_prefix: Path | None = typer.Option(
         None, "--csv-prefix", help="Keep Locust's CSVs (DIR/prefix_stats.csv, ...) and its log (default: discarded)."
@@ -91,6 +95,8 @@ def load(
             protocol=protocol,
             batch_size=batch_size,
             payload=payload,
+            length=length or "",
+            samples=str(samples.resolve()) if samples else "",
             timeout_s=timeout_s,
             p99_budget_ms=p99_budget_ms or 0.0,
             step_users=users if step else 0,

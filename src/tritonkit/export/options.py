@@ -14,12 +14,16 @@ from tritonkit.errors import ConfigError, ExportError
 from tritonkit.export.models import IMAGENET_MEAN, safe_model_name
 from tritonkit.export.onnx import MIN_OPSET, OnnxExporter
 from tritonkit.export.precision import Precision, Tolerance, default_tolerance
+from tritonkit.export.signature_sources import read_signature_file
 from tritonkit.repository.samples import InputSample, SampleSpec, parse_input_option, parse_length
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 DeclaredInput = tuple[str, Any, tuple[int, ...], InputSample]
 
-__all__ = ["ExportFormat", "ExportOptions", "parse_input_shape"]
+__all__ = ["IMAGE_DEFAULT_SHAPE", "ExportFormat", "ExportOptions", "parse_input_shape"]
+
+# What a model whose forward takes one tensor is fed when nothing declares its input: an ImageNet image.
+IMAGE_DEFAULT_SHAPE = (3, 224, 224)
 
 ExportFormat = Literal["onnx", "torchscript"]
 
@@ -64,7 +68,7 @@ class ExportOptions:
     repository: Path = Path("model_repository")
     version: int = 1
     max_batch_size: int = 8
-    input_shape: tuple[int, ...] = (3, 224, 224)
+    input_shape: tuple[int, ...] = IMAGE_DEFAULT_SHAPE
     precision: Precision = "fp32"
     uint8_input: bool = False
     channels_last: bool = False
@@ -83,6 +87,8 @@ class ExportOptions:
     # replaces input_shape, for models with several inputs, other dtypes or variable dims.
     inputs: tuple[str, ...] = ()
     length: str | None = None
+    # A JSON signature file (tritonkit.export.signature_sources); --input and --length override what it says.
+    signature: Path | None = None
 
     def __post_init__(self) -> None:
         shape: str | Sequence[int] = self.input_shape
@@ -121,11 +127,23 @@ class ExportOptions:
                 f"--uint8-input takes RGB images, so the input shape must be 3,H,W; got {','.join(map(str, dims))}"
             )
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.signature is not None:
+            object.__setattr__(self, "signature", Path(self.signature))
+            file_inputs, file_length = read_signature_file(self.signature)
+            object.__setattr__(self, "inputs", self.inputs or file_inputs)
+            object.__setattr__(self, "length", self.length if self.length is not None else file_length)
         if self.inputs:
-            if self.uint8_input or self.precision != "fp32" or self.channels_last:
-                raise ExportError("--input declares the model's inputs; it does not combine with --uint8-input, "
-                                  "--precision fp16 or --channels-last yet")  # fmt: skip
-            self.declared()  # parse errors name the option now
+            if self.uint8_input:
+                raise ExportError(
+                    "--uint8-input turns one float 3,H,W image input into uint8 H,W,C frames; with --input, declare "
+                    "that input as NAME:uint8:H,W,3 and normalise inside the model"
+                )
+            try:
+                self.declared()  # parse errors name the option now
+            except ExportError as error:
+                if self.signature is None:
+                    raise
+                raise ExportError(f"--signature {self.signature}: {error}") from None
         elif self.length is not None:
             raise ExportError("--length sets the variable dims of --input declarations; give --input too")
         # Building the tolerance checks the values.

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +26,11 @@ from tritonkit.errors import ExportError
 from tritonkit.export.config import config_for, export_spec
 from tritonkit.export.models import UInt8Frames, load_model
 from tritonkit.export.onnx import to_onnx
-from tritonkit.export.options import ExportOptions
+from tritonkit.export.options import IMAGE_DEFAULT_SHAPE, ExportOptions
 from tritonkit.export.precision import HalfPrecision
 from tritonkit.export.signature import probe_signature, random_batch, signature_json
-from tritonkit.export.signed import declared_signature, export_declared, verify_declared
+from tritonkit.export.signature_sources import check_declared, forward_parameters, undeclared_error
+from tritonkit.export.signed import NamedOutputs, declared_signature, export_declared, verify_declared
 from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import VerificationReport, verify_artifact
 from tritonkit.repository import ARTIFACT_NAMES, CONFIG_FILENAME, ModelConfig
@@ -73,20 +75,30 @@ def export_model(
 
     step(f"building {model}")
     module = load_model(model, weights=options.weights, seed=options.seed)
+    forward = forward_parameters(module)
     if options.inputs:
+        check_declared([declared[0] for declared in options.declared()[0]], forward)
         return _export_declared(module, name, options, model_dir, config_path, existing, step)
+    undeclared = undeclared_error(forward)
+    if undeclared is not None:
+        raise undeclared
     exported, reference = _wrap(module, options)
     exported, reference = exported.to(device), reference.to(device)
     if options.channels_last:
         exported = exported.to(memory_format=torch.channels_last)
     sample = random_batch(
-        options.served_input_shape,
-        options.input_dtype,
-        _TRACE_BATCH,
-        generator=torch.Generator().manual_seed(options.seed),
+        options.served_input_shape, options.input_dtype, _TRACE_BATCH, rng=np.random.default_rng(options.seed),
         device=device,
-    )
-    inputs, outputs = probe_signature(exported, sample)
+    )  # fmt: skip
+    try:
+        inputs, outputs = probe_signature(exported, sample)
+    except ExportError as error:
+        if options.input_shape != IMAGE_DEFAULT_SHAPE:
+            raise
+        # A tabular or text model fed the image default fails deep inside (mat1 and mat2 shapes ...).
+        raise ExportError(f"{error}; it was fed the image default {','.join(map(str, IMAGE_DEFAULT_SHAPE))}: if "
+                          "it takes another input, pass --input-shape DIMS (e.g. 20 for 20 features) or --input "
+                          "NAME:DTYPE:DIMS") from error  # fmt: skip
     config = config_for(export_spec(name, options, inputs, outputs), existing)
 
     with _staging(model_dir) as staging:
@@ -125,7 +137,12 @@ def _export_declared(
 ) -> ExportResult:
     """The export of a declared signature (several inputs, any dtype, variable dims): see ``signed``."""
     declared, samples = options.declared()
-    wrapped, inputs, outputs, mapping = declared_signature(module, declared, samples, file_format=options.format)
+    # fp16 computes in half precision inside; float inputs are cast there, int inputs pass as they are.
+    exported = HalfPrecision(module) if options.precision == "fp16" else module
+    if options.channels_last:
+        exported = exported.to(memory_format=torch.channels_last)
+    wrapped, inputs, outputs, mapping = declared_signature(exported, declared, samples, file_format=options.format)
+    reference = NamedOutputs(module, wrapped.keys).eval() if exported is not module else wrapped
     parameters = {SAMPLES_PARAMETER: _served_samples(samples, mapping).to_parameter()}
     if options.format == "torchscript":
         # The native backend's positional names; what they stand for, for people and clients.
@@ -142,7 +159,7 @@ def _export_declared(
             wrapped, declared, samples, inputs, outputs, staged, file_format=options.format, opset=options.opset
         )
         report = verify_declared(
-            staged, wrapped, declared, samples, outputs, max_batch=options.max_batch_size,
+            staged, reference, declared, samples, outputs, max_batch=options.max_batch_size,
             tolerance=options.tolerance, on_step=step,
         )  # fmt: skip
         step(f"writing {config_path}")

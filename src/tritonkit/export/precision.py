@@ -50,7 +50,7 @@ def default_tolerance(precision: Precision) -> Tolerance:
 
 
 class HalfPrecision(nn.Module):
-    """Runs a copy of ``module`` in float16 while keeping the I/O float32.
+    """Runs a copy of ``module`` in float16 while keeping the I/O as they were (float32 floats, integers).
 
     Clients keep sending FP32 (or UINT8 through :class:`UInt8Frames`), so switching precision never
     changes the served signature; the casts are fused into the first and last kernels on a GPU.
@@ -61,12 +61,15 @@ class HalfPrecision(nn.Module):
         # A copy, so building the fp16 artifact does not turn the caller's model into fp16.
         self.module = copy.deepcopy(module).half().eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        result = self.module(x.half() if x.is_floating_point() else x)
+    def forward(self, *inputs: torch.Tensor) -> object:
+        # Only float inputs become half: token ids, masks and other integer inputs pass as they are.
+        result = self.module(*(x.half() if x.is_floating_point() else x for x in inputs))
         if isinstance(result, torch.Tensor):
             return _to_float(result)
         if isinstance(result, (tuple, list)):
             return tuple(_to_float(t) for t in result)
+        if isinstance(result, dict):
+            return {key: _to_float(t) if isinstance(t, torch.Tensor) else t for key, t in result.items()}
         return result
 
 

@@ -11,11 +11,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tritonkit.errors import ExportError
 from tritonkit.export.precision import export_error
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = [
     "BATCH_DIM",
@@ -157,15 +159,10 @@ def random_batch(
     dtype: torch.dtype,
     batch_size: int,
     *,
-    generator: torch.Generator,
+    rng: np.random.Generator,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """A random batch for one input: full uint8 range for frames, N(0, 1) (normalised-image-like) for floats."""
-    shape = (batch_size, *sample_dims)
-    if dtype == torch.uint8:
-        data = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
-    elif dtype.is_floating_point:
-        data = torch.randn(shape, generator=generator).to(dtype)
-    else:
-        data = torch.randint(0, 100, shape, generator=generator).to(dtype)
-    return data.to(device)
+    """A random batch for one input, from the one sample maker: full uint8 range for frames, N(0, 1) for floats."""
+    numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    batch = make_batch([TensorShape("input", numpy_dtype, tuple(sample_dims))], SampleSpec(), batch_size, rng)
+    return torch.from_numpy(batch["input"]).to(device)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,9 +56,9 @@ def to_torchscript(
     path = Path(path)
     if signature is None:
         signature = signature_json(*probe_signature(module, sample))
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     check_inputs = [
-        (random_batch(sample.shape[1:], sample.dtype, batch, generator=generator, device=sample.device),)
+        (random_batch(sample.shape[1:], sample.dtype, batch, rng=rng, device=sample.device),)
         for batch in check_batch_sizes
     ]
     device = sample.device.type

@@ -4,7 +4,8 @@ Building them once keeps the load generator's CPU on sending requests, not on ma
 
 * ``random``: valid values for every input, as the model's ``TRITONKIT_SAMPLES`` parameter says (value ranges,
   lengths of variable dims; :mod:`tritonkit.repository.samples`), else by dtype (N(0, 1) for floats, the full
-  range for uint8); with variable dims, up to ``MAX_BATCHES`` batches of lengths drawn from the model's range;
+  range for uint8); with variable dims, up to ``MAX_BATCHES`` batches of lengths drawn from the model's range or
+  ``--length``; or real rows from a ``--samples`` file (:mod:`tritonkit.repository.payload_spec`);
 * ``uint8``: random uint8 frames, for models exported with ``--uint8-input`` (NHWC);
 * a directory, file or glob of images: decoded with Pillow, resized to the model's input, laid out as it takes
   them (NCHW float normalised with the ImageNet mean and std, as tritonkit's FP32 exports expect, or NHWC uint8).
@@ -24,7 +25,8 @@ import numpy as np
 
 from tritonkit.client import InputSpec
 from tritonkit.errors import ConfigError, InvalidInput, TritonkitError
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.repository.payload_spec import PayloadSpec
+from tritonkit.repository.samples import SampleSpec, TensorShape
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_BATCHES", "Payload", "build_payload", "find_images", "image_layout"]
 
@@ -75,13 +77,20 @@ def build_payload(
     model: str = "the model",
     seed: int = 0,
     samples: SampleSpec | None = None,
+    requests: PayloadSpec | None = None,
 ) -> Payload:
-    """Arrays for ``batch_size``-row requests to a model with these inputs; InvalidInput if they cannot fit."""
+    """Arrays for ``batch_size``-row requests to a model with these inputs; InvalidInput if they cannot fit.
+
+    ``requests`` (``--length``, ``--samples``) goes with the random payload only.
+    """
     if max_batch_size > 0 and batch_size > max_batch_size:
         raise InvalidInput(f"batch size {batch_size} is over the max_batch_size {max_batch_size} of model {model!r}")
     if max_batch_size == 0 and batch_size != 1:
         raise InvalidInput(f"model {model!r} does not batch (max_batch_size 0): use batch size 1")
     rng = np.random.default_rng(seed)
+    requests = requests or PayloadSpec()
+    if requests != PayloadSpec() and source != "random":
+        raise InvalidInput(f"--payload {source}: {requests.describe()} go with --payload random only")
     if source in ("random", "uint8"):
         if source == "uint8":
             for spec in inputs:
@@ -90,7 +99,9 @@ def build_payload(
                         f"--payload uint8 sends uint8 frames, but input {spec.name!r} of model {model!r} takes "
                         f"{spec.datatype}: export the model with --uint8-input, or use --payload random"
                     )
-        return _random_payload(source, inputs, max_batch_size, batch_size, samples or SampleSpec(), rng, model)
+        return _random_payload(
+            source, inputs, max_batch_size, batch_size, samples or SampleSpec(), requests, rng, model
+        )
     samples_by_name = {spec.name: _sample_shape(spec, max_batch_size, model) for spec in inputs}
     rows = (batch_size,) if max_batch_size > 0 else ()
     if len(inputs) != 1:
@@ -117,23 +128,24 @@ def _random_payload(
     max_batch_size: int,
     batch_size: int,
     samples: SampleSpec,
+    requests: PayloadSpec,
     rng: np.random.Generator,
     model: str,
 ) -> Payload:
-    """Valid random requests: one batch for fixed shapes, up to MAX_BATCHES of drawn lengths for variable ones."""
+    """Valid random requests (one batch for fixed shapes, up to MAX_BATCHES of drawn lengths for variable ones),
+    or up to MAX_BATCHES requests of real rows from ``requests``' samples file."""
     tensors = []
     for spec in inputs:
         dims = tuple(spec.shape[1:] if max_batch_size > 0 else spec.shape)
         if spec.dtype is None or spec.dtype == np.dtype(object):
             raise InvalidInput(f"random payloads cannot fill {spec.datatype} input {spec.name!r} of model {model!r}")
         tensors.append(TensorShape(spec.name, spec.dtype, dims))
-    variable = any(dim < 0 for tensor in tensors for dim in tensor.dims)
     rows = batch_size if max_batch_size > 0 else None
     try:
-        batches = tuple(make_batch(tensors, samples, rows, rng) for _ in range(MAX_BATCHES if variable else 1))
+        batches = tuple(requests.requests(tensors, samples, rows, rng, count=MAX_BATCHES, model=model))
     except ConfigError as error:
         raise InvalidInput(f"model {model!r}: {error}") from None
-    return Payload(source, batches)
+    return Payload(requests.describe() if source == "random" else source, batches)
 
 
 def _sample_shape(spec: InputSpec, max_batch_size: int, model: str) -> tuple[int, ...]:

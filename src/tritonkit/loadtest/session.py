@@ -16,9 +16,9 @@ from tritonkit.loadtest.settings import LoadSettings
 
 __all__ = ["InferSession", "RequestOutcome"]
 
-# Payloads by (url, model, batch size, source): built once per process, shared by all its users, so a
-# hundred users on 224x224 images hold one copy of the arrays instead of a hundred.
-_payloads: dict[tuple[str, str, int, str], Payload] = {}
+# Payloads by (url, model, batch size, source, length, samples file): built once per process, shared by all its
+# users, so a hundred users on 224x224 images hold one copy of the arrays instead of a hundred.
+_payloads: dict[tuple[str, str, int, str, str, str], Payload] = {}
 _payloads_lock = threading.Lock()
 
 
@@ -69,7 +69,7 @@ class InferSession:
 
 
 def _shared_payload(settings: LoadSettings, client: Client) -> Payload:
-    key = (settings.url, settings.model, settings.batch_size, settings.payload)
+    key = (settings.url, settings.model, settings.batch_size, settings.payload, settings.length, settings.samples)
     with _payloads_lock:
         payload = _payloads.get(key)
         if payload is None:
@@ -81,6 +81,7 @@ def _shared_payload(settings: LoadSettings, client: Client) -> Payload:
                 model=settings.model,
                 seed=settings.seed,
                 samples=client.info().sample_spec(),
+                requests=settings.payload_spec,
             )
             _payloads[key] = payload
     return payload

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tritonkit.errors import InvalidInput
+from tritonkit.errors import ConfigError, InvalidInput
+from tritonkit.repository.payload_spec import PayloadSpec
 
 __all__ = ["DEFAULT_PORTS", "OPTIONS", "LoadSettings", "Option", "target_url"]
 
@@ -51,6 +52,8 @@ OPTIONS: tuple[Option, ...] = (
         "random (values of the model's dtype), uint8 (frames for --uint8-input models), "
         "or a directory/glob of image files resized to the model's input.",
     ),
+    Option("--length", str, "", "MIN:MAX or N: lengths of variable dims, in place of the model's range."),
+    Option("--samples", str, "", "A .npz of real requests (one array per input, [rows, *dims]); .npy: one input."),
     Option("--timeout-s", float, 60.0, "Client timeout per request, in seconds."),
     Option(
         "--p99-budget-ms",
@@ -91,6 +94,8 @@ class LoadSettings:
     protocol: Protocol = "grpc"
     batch_size: int = 1
     payload: str = "random"
+    length: str = ""
+    samples: str = ""
     timeout_s: float = 60.0
     p99_budget_ms: float = 0.0
     step_users: int = 0
@@ -115,6 +120,14 @@ class LoadSettings:
             raise InvalidInput("step load (--step-users) needs --p99-budget-ms: the steps stop once p99 passes it")
         if self.step_users and self.step_time_s <= 0:
             raise InvalidInput(f"--step-time-s must be > 0, got {self.step_time_s}")
+        self.payload_spec  # noqa: B018 (a bad --length fails here, before any connection)
+
+    @property
+    def payload_spec(self) -> PayloadSpec:
+        try:
+            return PayloadSpec.parse(self.length or None, self.samples or None)
+        except ConfigError as error:
+            raise InvalidInput(str(error)) from None
 
     @property
     def url(self) -> str:
