@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tritonkit.client
+from conftest import export_tiny
 from tritonkit.client import AsyncClient, Client, ModelInfo, ModelStats
 from tritonkit.errors import InvalidInput
 from tritonkit.server import EmbeddedServer
@@ -323,6 +325,41 @@ def test_stats_summarise_the_statistics_api(server):
     assert parsed.batch_counts == {
         int(batch["batch_size"]): int(batch["compute_infer"]["count"]) for batch in entry["batch_stats"]
     }
+
+
+@pytest.fixture(scope="module")
+def fresh_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_onnx with two instances and warm-up at batch 1 and 8 (the export's default)."""
+    repository = tmp_path_factory.mktemp("fresh")
+    export_tiny(repository, "tiny_onnx", "onnx", instances=2, max_batch_size=8)
+    return repository
+
+
+@pytest.fixture
+def fresh_server(fresh_repository: Path) -> Iterator[EmbeddedServer]:
+    """A server of its own, nothing sent to it yet."""
+    with EmbeddedServer(fresh_repository, http_port=0, grpc_port=0, metrics_port=0) as running:
+        yield running
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_stats_leave_the_warmup_out_and_say_what_it_added(fresh_server, protocol):
+    import tritonclient.grpc as grpcclient
+
+    with Client(url_of(fresh_server, protocol), "tiny_onnx", protocol=protocol) as client:
+        at_load = client.stats()
+        # Warm-up ran each sample once on each of the 2 instances: batches of 1 and 8, every row a request.
+        assert (at_load.warmup_executions, at_load.warmup_inferences) == (4, 18)
+        assert (at_load.request_count, at_load.inference_count, at_load.execution_count) == (0, 0, 0)
+        assert at_load.batch_counts == {}
+        client.infer(frames(4))
+        settled(lambda: client.stats().request_count, 1 + at_load.request_count)
+        after = client.stats().since(at_load)
+    assert (after.request_count, after.inference_count, after.execution_count) == (1, 4, 1)
+    assert after.average_batch_size == 4.0 and after.batch_counts == {4: 1}
+    assert (after.warmup_executions, after.warmup_inferences) == (0, 0)
+    raw = grpcclient.InferenceServerClient(fresh_server.grpc_url).get_inference_statistics("tiny_onnx", as_json=True)
+    assert int(raw["model_stats"][0]["execution_count"]) == 4 + 1, "the server itself counts the warm-up"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -232,7 +232,8 @@ class AsyncClient(ClientBase):
 
     async def stats(self) -> ModelStats:
         """See ``Client.stats``."""
-        return ModelStats.from_json(await self._model_call("get_inference_statistics"))
+        info = self._info or await self.info()
+        return ModelStats.from_json(await self._model_call("get_inference_statistics"), info.warmup)
 
     async def is_ready(self) -> bool:
         """True when the server answers and the model is ready; never raises."""

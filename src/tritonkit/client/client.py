@@ -158,8 +158,9 @@ class Client(ClientBase):
     # --- health and statistics ---------------------------------------------------------------------------------
 
     def stats(self) -> ModelStats:
-        """What the server did for this model since it loaded: requests, executions, batches, queue and compute time."""
-        return ModelStats.from_json(self._model_call("get_inference_statistics"))
+        """What the server did for this model since it loaded, warm-up left out of the counts (see ``ModelStats``)."""
+        info = self._info or self.info()
+        return ModelStats.from_json(self._model_call("get_inference_statistics"), info.warmup)
 
     def is_ready(self) -> bool:
         """True when the server answers and the model is ready; never raises."""

@@ -136,7 +136,7 @@ def naming_models_there(error: TritonkitError, model: str, index: Any) -> Triton
     lowered = str(error).lower()
     if index is None or not isinstance(error, ModelNotReady):
         return error
-    if "unknown model" not in lowered and "is not available" not in lowered:
+    if "unknown model" not in lowered:
         return error
     entries = index.get("models", []) if isinstance(index, Mapping) else index
     ready = sorted({str(entry["name"]) for entry in entries if entry.get("state") == "READY"})

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
+from tritonkit.client.stats import Warmup
 from tritonkit.errors import ConfigError, InvalidInput
 from tritonkit.repository.dtypes import to_numpy_dtype
 from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch, pad_to_bucket, unpad
@@ -96,6 +97,8 @@ class ModelInfo:
     max_batch_size: int
     # config.pbtxt's parameters (string values): tritonkit keeps how to make valid requests there.
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # What model_warmup adds to the statistics at each load: Client.stats() leaves it out of the counts.
+    warmup: Warmup = field(default_factory=Warmup)
 
     @classmethod
     def from_json(cls, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInfo:
@@ -113,7 +116,9 @@ class ModelInfo:
             str(key): str(value.get("string_value", "")) if isinstance(value, Mapping) else str(value)
             for key, value in (config.get("parameters") or {}).items()
         }
-        return cls(str(metadata["name"]), inputs, tuple(outputs), max_batch_size, parameters)
+        return cls(
+            str(metadata["name"]), inputs, tuple(outputs), max_batch_size, parameters, Warmup.from_config(config)
+        )
 
     def tensor_shapes(self) -> list[TensorShape]:
         """Each input's name, dtype and one sample's dims (-1 for a variable one), as the sample maker takes them."""
