@@ -139,20 +139,58 @@ def test_infer_equals_eager(server, eager_tiny, protocol, model):
     close_to(by_name["output__0"], eager_tiny(batch[:2]))
 
 
+# Requests in the queue at once are batched together: with one instance and a batching window long enough for
+# every open request to reach the queue, the batch sizes the server ran count the requests it saw at once.
+WINDOW_US = 500_000
+
+
+@pytest.fixture(scope="module")
+def window_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """tiny_window: the tiny CNN, one instance, a 0.5 s batching window."""
+    repository = tmp_path_factory.mktemp("window")
+    export_tiny(repository, "tiny_window", "onnx", instances=1, queue_delay_us=WINDOW_US)
+    with EmbeddedServer(repository, http_port=0, grpc_port=0, metrics_port=0) as running:
+        yield running
+
+
+def seen_at_once(server: EmbeddedServer, protocol: str, send: Callable[[], object], requests: int) -> dict[int, int]:
+    """The batches the server ran (size: executions) while ``send`` ran ``requests`` one-row requests."""
+    with Client(url_of(server, protocol), "tiny_window", protocol=protocol) as observer:
+        before = steady(observer)
+        send()
+        settled(lambda: observer.stats().since(before).request_count, requests)
+        done = observer.stats().since(before)
+    assert (done.request_count, done.inference_count) == (requests, requests)
+    return dict(done.batch_counts)
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_async_infer_equals_eager_with_bounded_concurrency(server, eager_tiny, protocol):
+def test_async_infer_equals_eager_with_bounded_concurrency(window_server, eager_tiny, protocol):
     batch = frames(6, seed=2)
+    singles: list[dict[str, np.ndarray]] = []
 
-    async def run() -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-        async with AsyncClient(url_of(server, protocol), "tiny_onnx", protocol=protocol, max_in_flight=2) as client:
-            singles = await asyncio.gather(*(client.infer(batch[i : i + 1]) for i in range(len(batch))))
-            whole = await client.infer({"input__0": batch})
-        return singles, whole
+    async def run() -> None:
+        url = url_of(window_server, protocol)
+        async with AsyncClient(url, "tiny_window", protocol=protocol, max_in_flight=2) as client:
+            singles.extend(await asyncio.gather(*(client.infer(batch[i : i + 1]) for i in range(len(batch)))))
 
-    singles, whole = asyncio.run(run())
-    expected = eager_tiny(batch)
-    close_to(np.concatenate([single["output__0"] for single in singles]), expected)
-    close_to(whole["output__0"], expected)
+    batches = seen_at_once(window_server, protocol, lambda: asyncio.run(run()), len(batch))
+    assert max(batches) <= 2, f"more than max_in_flight=2 requests reached the server at once: {batches}"
+    close_to(np.concatenate([single["output__0"] for single in singles]), eager_tiny(batch))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_infer_many_keeps_at_most_max_in_flight_open(window_server, eager_tiny, protocol):
+    batch = frames(6, seed=7)
+    outputs: dict[str, np.ndarray] = {}
+
+    def run() -> None:
+        with Client(url_of(window_server, protocol), "tiny_window", protocol=protocol) as client:
+            outputs.update(client.infer_many(batch, batch_size=1, max_in_flight=3))
+
+    batches = seen_at_once(window_server, protocol, run, len(batch))
+    assert max(batches) <= 3, f"more than max_in_flight=3 requests reached the server at once: {batches}"
+    close_to(outputs["output__0"], eager_tiny(batch))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
