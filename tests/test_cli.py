@@ -41,6 +41,26 @@ def test_config_edits_named_fields_and_keeps_hand_edits(repository):
     assert "count: 3" in text and "max_queue_size: 64" in text
     assert "updated" in output and "count: 3" in output
     assert "# tuned by hand" in output
+    assert "a running server keeps serving the config it loaded: add --reload HOST:PORT" in output
+
+
+def test_config_reload_with_no_server_there(repository):
+    code, output = run("config", "tiny", "-r", str(repository), "--reload", "127.0.0.1:1")
+    assert code == 1
+    assert "error: ServerUnavailable: loading 'tiny': no Triton server answers at 127.0.0.1:1" in output
+
+
+def test_config_reload_on_a_server_without_model_control(repository, server):
+    code, output = run("config", "tiny", "-r", str(repository), "--reload", f"http://{server.http_url}")
+    assert code == 1
+    assert f"error: ModelNotReady: loading 'tiny': the server at {server.http_url} refused" in output
+    assert "(serve with --model-control explicit)" in output
+
+
+def test_serve_watchdog_needs_explicit_model_control(repository):
+    code, output = run("serve", "-r", str(repository), "--watchdog", "--model-control", "none")
+    assert code == 2
+    assert "--watchdog reloads models through model control: it needs --model-control explicit" in output
 
 
 def test_config_gpus_writes_one_group_per_gpu(repository):

@@ -93,3 +93,47 @@ def test_a_load_through_model_control_survives_the_watchdog_and_a_crash(reposito
             ("tiny", ("tiny_0_0",), None)
         ]
         assert served_shape(control) == (8, 1), "the recovery reloaded config.pbtxt, not the config last loaded"
+
+
+def test_serve_model_control_explicit_without_the_watchdog_and_config_reload(repository, tmp_path):
+    """`serve --model-control explicit` takes loads with no watchdog; `config --reload` brings an edit to it."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from tritonkit.cli import app
+    from tritonkit.server import free_port
+
+    edited = tmp_path / "repository"
+    shutil.copytree(repository, edited)
+    http_port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tritonkit", "serve", "-r", str(edited), "--model-control", "explicit",
+         "--http-port", str(http_port), "--grpc-port", "0", "--metrics-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        control = ModelControl(f"127.0.0.1:{http_port}")
+        wait_for(lambda: _ready(control), 120, "serve is ready")
+        result = CliRunner().invoke(
+            app, ["config", "tiny", "-r", str(edited), "--instances", "2", "--reload", f"127.0.0.1:{http_port}"]
+        )
+        output = re.sub(r"\s+", " ", result.output)
+        assert result.exit_code == 0, output
+        assert f"loaded tiny on 127.0.0.1:{http_port}" in output and "keeps serving" not in output
+        assert served_shape(control) == (16, 2), "the edit did not reach the running server"
+    finally:
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=120)
+    assert serve.returncode == 0, output
+    assert re.search(r"model control\s*│?\s*explicit", output), output
+
+
+def _ready(control: ModelControl) -> bool:
+    try:
+        return control.state("tiny") == "READY"
+    except TritonkitError:
+        return False

@@ -24,9 +24,17 @@ def config(
     preferred_batch_sizes: str | None = typer.Option(None, help="dynamic_batching.preferred_batch_size, e.g. 4,8."),
     max_queue_size: int | None = typer.Option(None, help="dynamic_batching.default_queue_policy.max_queue_size."),
     show: bool = typer.Option(False, "--show", help="Print the resulting config.pbtxt."),
+    reload: str | None = typer.Option(
+        None,
+        "--reload",
+        metavar="HOST:PORT",
+        help="Then load NAME from the repository on the running server whose HTTP endpoint this is "
+        "(tritonkit serve --model-control explicit).",
+    ),
 ) -> None:
     """Edit NAME's config.pbtxt in place; hand edits and comments survive."""
     from tritonkit.repository import ModelConfig, apply_settings, validate_model
+    from tritonkit.server.model_control import ModelControl
 
     with fail_cleanly():
         model_dir = repository / name
@@ -53,7 +61,16 @@ def config(
                 config_path.write_text(before)
                 raise
             console.print(f"updated {model_dir / 'config.pbtxt'}")
+            if reload is None:
+                # A server reads config.pbtxt when it loads the model; nothing tells it the file changed.
+                console.print(
+                    "a running server keeps serving the config it loaded: add --reload HOST:PORT (its HTTP "
+                    "endpoint, served with --model-control explicit), or restart it"
+                )
         elif not show:
             console.print(f"{model_dir / 'config.pbtxt'} unchanged")
+        if reload is not None:
+            ModelControl(reload).load(name)
+            console.print(f"loaded {name} on {reload} from {model_dir / 'config.pbtxt'}")
     if show:
         console.print(after, markup=False, highlight=False, end="")

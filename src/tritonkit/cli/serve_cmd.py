@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import typer
 from rich.table import Table
@@ -29,8 +30,15 @@ def serve(
     watchdog: bool = typer.Option(
         False,
         "--watchdog",
-        help="Reload a model whose python-backend stub process died (Triton 2.51 does not restart it); "
-        "serves in explicit model-control mode with every model loaded at start.",
+        help="Reload a model whose python-backend stub process died (Triton 2.51 does not restart it), with the "
+        "config it was last loaded with; needs explicit model control, the default with --watchdog.",
+    ),
+    model_control: Literal["none", "explicit"] | None = typer.Option(
+        None,
+        "--model-control",
+        help="none: the models found at start, fixed. explicit: every model loaded at start, then loaded and "
+        "unloaded through the model-repository API (e.g. tritonkit config --reload). "
+        "Default: explicit with --watchdog, else none.",
     ),
     restrict_key: str | None = typer.Option(
         None,
@@ -48,6 +56,12 @@ def serve(
             raise typer.BadParameter(
                 f"environment variable {restrict_key} is unset or empty", param_hint="--restrict-key"
             )
+    mode = model_control or ("explicit" if watchdog else "none")
+    if watchdog and mode != "explicit":
+        raise typer.BadParameter(
+            "--watchdog reloads models through model control: it needs --model-control explicit",
+            param_hint="--model-control",
+        )
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -63,11 +77,12 @@ def serve(
         log_verbose=log_verbose,
         api_key=api_key,
         watchdog=watchdog,
-        model_control="explicit" if watchdog else "none",
-        load_models=("*",) if watchdog else (),
+        model_control=mode,
+        load_models=("*",) if mode == "explicit" else (),
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # server.stop() below runs on every way out of here, an exception while printing the endpoints included.
         with fail_cleanly():
             with console.status(f"starting tritonserver on {repository} ..."):
                 server.start()
@@ -92,6 +107,7 @@ def _print_endpoints(server: EmbeddedServer, api_key: str | None) -> None:
     table.add_row("gRPC", server.grpc_url)
     table.add_row("HTTP", f"http://{server.http_url}")
     table.add_row("metrics", server.metrics_url)
+    table.add_row("model control", server.model_control)
     console.print(table)
     models = Table("model", "version", "state")
     with httpclient.InferenceServerClient(server.http_url) as client:
