@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ from tritonkit.server import free_port, process_group_members
 pytestmark = pytest.mark.timeout(150)
 
 IN_FLIGHT = 20
+MAX_BATCH = 2
+PENDING = re.compile(r'^nv_inference_pending_request_count\{model="slowish",version="1"\} (\d+)', re.MULTILINE)
 # H=64 instead of 512: about an eighth of a second of CPU per sample, so 20 requests keep the server busy for a
 # few seconds, long enough to signal it mid-load without making the test slow.
 SHAPE = (3, 64, 512)
@@ -37,18 +41,33 @@ def slowish_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     repository = tmp_path_factory.mktemp("slowish")
     options = ExportOptions(
-        name="slowish", repository=repository, input_shape=SHAPE, kind="cpu", max_batch_size=2, instances=1
+        name="slowish", repository=repository, input_shape=SHAPE, kind="cpu", max_batch_size=MAX_BATCH, instances=1
     )
     export_model("tritonkit.export.zoo:slow_matmul", options)
     return repository
 
 
+def wait_for_pending(metrics_port: int, reached: Callable[[int], bool], timeout_s: float = 60) -> None:
+    """Poll the model's pending-request count on the metrics port until ``reached`` accepts it (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    seen: list[int] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            found = PENDING.search(response.read().decode())
+        assert found, "tritonserver reports no nv_inference_pending_request_count for slowish"
+        seen.append(int(found.group(1)))
+        if reached(seen[-1]):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the requests did not reach the server's queue within {timeout_s:.0f} s: pending counts {seen[-5:]}")
+
+
 def test_sigterm_under_load_answers_every_accepted_request(slowish_repository):
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     serve = subprocess.Popen(
         [
             *(sys.executable, "-m", "tritonkit", "serve", "-r", str(slowish_repository)),
-            *("--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", "0"),
+            *("--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -74,7 +93,9 @@ def test_sigterm_under_load_answers_every_accepted_request(slowish_repository):
             tensor = grpcclient.InferInput("input__0", list(batch.shape), "FP32")
             tensor.set_data_from_numpy(batch)
             stock.async_infer("slowish", [tensor], callback=callback(index), client_timeout=120)
-        time.sleep(0.5)  # let all 20 reach the server's queue
+        # Signal only once the server holds every request: queued (Triton's pending-request metric) or answered,
+        # but for at most one batch of MAX_BATCH running between the two.
+        wait_for_pending(metrics_port, lambda pending: pending + len(results) >= IN_FLIGHT - MAX_BATCH)
         signalled_at = time.monotonic()
         serve.send_signal(signal.SIGTERM)
 
