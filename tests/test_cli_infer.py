@@ -83,7 +83,7 @@ def test_outputs_that_are_not_scores_get_a_summary(capsys):
     values = np.array([[0.5], [1.5]], np.float32)
     _report("no_work", ["a", "b"], {"output__0": values}, 0.0123, 1, "grpc")
     printed = capsys.readouterr().out
-    assert "no_work: output__0 [2, 1] float32 min 0.5, mean 1, max 1.5" in printed
+    assert "no_work: output__0 [2, 1] float32: [0.5, 1.5] (min 0.5, mean 1, max 1.5)" in printed
     assert "round trip: 12.3 ms for 2 sample(s) in 1 request(s) over grpc" in printed
 
 
