@@ -181,7 +181,13 @@ def test_channels_last_export_stores_convolution_weights_nhwc(tmp_path):
 
 
 def test_host_cpu_counts_a_busy_process_group_by_kind():
-    """tritonkit.bench.hostcpu: the cores a server tree used during a cell (a busy child stands in for a stub)."""
+    """tritonkit.bench.hostcpu: the cores a server tree used during a cell (a busy child stands in for a stub).
+
+    The child runs only while the test lets it (SIGSTOP/SIGCONT), so what it used inside the block is known
+    exactly, whatever else loads the machine; the block's length is bounded by clocks read around and inside it.
+    """
+    import os
+    import signal
     import subprocess
     import sys
     import time
@@ -189,17 +195,44 @@ def test_host_cpu_counts_a_busy_process_group_by_kind():
     from tritonkit.bench.hostcpu import HostCpu
     from tritonkit.server.processes import cpu_seconds
 
-    spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True)
+    def stopped(pid: int) -> bool:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+    def pause(pid: int) -> float:
+        os.kill(pid, signal.SIGSTOP)
+        while not stopped(pid):
+            time.sleep(0.01)
+        used = cpu_seconds(pid)
+        assert used is not None
+        return used
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     try:
-        time.sleep(0.2)
+        # Some CPU used before the blocks, so that a count from the process's start would show.
+        while (cpu_seconds(busy.pid) or 0.0) < 0.1:
+            time.sleep(0.01)
+        before = pause(busy.pid)
+        with HostCpu(busy.pid) as idle:
+            pass
+        assert idle.cores()["tritonserver"] == 0.0, "a stopped process used CPU?"
+
+        outer_start = time.monotonic()
         with HostCpu(busy.pid) as host:
-            time.sleep(0.8)
+            inner_start = time.monotonic()
+            os.kill(busy.pid, signal.SIGCONT)
+            while (cpu_seconds(busy.pid) or 0.0) < before + 0.2:  # bounded by the test's timeout
+                time.sleep(0.01)
+            after = pause(busy.pid)
+            inner_s = time.monotonic() - inner_start
+        outer_s = time.monotonic() - outer_start
         cores = host.cores()
-        assert 0.3 < cores["tritonserver"] <= 1.2  # the group leader is what HostCpu calls the server
+        used = after - before
+        # The group leader is what HostCpu calls the server; its CPU over the block's length, which lies between
+        # the inner and the outer wall time.
+        assert used / outer_s <= cores["tritonserver"] <= used / inner_s
         assert cores["stubs"] == 0.0 and cores["executor"] == 0.0
         assert cores["machine"] >= cores["tritonserver"] - 0.2
-        assert cpu_seconds(busy.pid) is not None
     finally:
+        busy.kill()
         busy.wait(timeout=10)
     assert cpu_seconds(busy.pid) is None
