@@ -157,6 +157,12 @@ BAD_INPUT = {
         ["--p99-ms", "1"],
         "no measured cell of 'resnet50' kept p99 within 1 ms without failures (the lowest p99 measured: 2.1 ms",
     ),
+    "no cell has a p99": (
+        # An empty window stores null for its percentiles.
+        lambda tmp: synthetic(tmp, [{"config": "i1", "concurrency": 1, "requests_per_s": 0.0, "p99_ms": None}], []),
+        [],
+        "no measured cell of 'm' kept p99 within 50 ms without failures (no cell has a p99)",
+    ),
     "no load": (lambda tmp: H200, ["--rps", "0"], "the target load must be more than 0 requests/s"),
 }
 

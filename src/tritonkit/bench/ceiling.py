@@ -9,7 +9,9 @@ the client and the serving path, not the model, set the pace.
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2
@@ -61,15 +63,19 @@ def ceiling_files(config: model_config_pb2.ModelConfig) -> dict[str, bytes]:
         warnings.simplefilter("ignore")
         if filename.endswith(".onnx"):
             names = [o.name for o in config.output]
-            torch.onnx.export(
-                module,
-                (sample,),
-                buffer,
-                dynamo=False,
-                input_names=[tensor.name],
-                output_names=names,
-                dynamic_axes={name: {0: "batch"} for name in [tensor.name, *names]},
-            )
+            # torch.onnx.export promises only to write to a path.
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / filename
+                torch.onnx.export(
+                    module,
+                    (sample,),
+                    path,
+                    dynamo=False,
+                    input_names=[tensor.name],
+                    output_names=names,
+                    dynamic_axes={name: {0: "batch"} for name in [tensor.name, *names]},
+                )
+                buffer.write(path.read_bytes())
         elif filename.endswith(".pt"):
             torch.jit.save(torch.jit.trace(module, (sample,)), buffer)
         else:

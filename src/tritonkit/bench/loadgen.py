@@ -84,7 +84,7 @@ async def _drive(spec: LoadSpec, concurrency: int, start_at: float) -> LoadResul
     if spec.protocol == "grpc":
         import tritonclient.grpc.aio as transport
     else:
-        import tritonclient.http.aio as transport  # type: ignore[no-redef]
+        import tritonclient.http.aio as transport
     client: Any = transport.InferenceServerClient(spec.url)
     variants = spec.variants()
     timeout = {"client_timeout": spec.timeout_s} if spec.protocol == "grpc" else {"timeout": int(spec.timeout_s)}

@@ -105,8 +105,8 @@ class _Bench:
         """Measure ``config`` at each concurrency; returns the row's best cell (most throughput within budget)."""
         row: list[Cell] = []
         if settings.concurrency is not None:
-            for concurrency in settings.concurrency:
-                row.append(self.measure(config, concurrency, settings, served=served))
+            for fixed in settings.concurrency:
+                row.append(self.measure(config, fixed, settings, served=served))
             stop = SweepStop("fixed")
         else:
             concurrency: int | SweepStop = start

@@ -8,7 +8,7 @@ most throughput at all when no budget is given).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tritonkit.bench.configs import BenchConfig
@@ -72,8 +72,8 @@ def seed_table(rows: Sequence[Row]) -> str:
     return table(["Setup", "Throughput", "p50 ms", "p99 ms", "avg batch", "served/raw"], body)
 
 
-def _find(rows: Sequence[Row], test: object) -> Row | None:
-    return next((row for row in rows if test(row.best)), None)  # type: ignore[operator]
+def _find(rows: Sequence[Row], test: Callable[[Cell], bool]) -> Row | None:
+    return next((row for row in rows if test(row.best)), None)
 
 
 def _rate(row: Row) -> float:
@@ -179,7 +179,8 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
                 f"{multi.best.samples_per_s:,.0f}/s against {one_gpu.best.samples_per_s:,.0f}/s on one: "
                 f"{_x(multi, one_gpu)}."
             )
-    frames = int(context.get("settings", {}).get("frames_per_request", 1))  # type: ignore[union-attr]
+    settings = context.get("settings")
+    frames = int(settings.get("frames_per_request", 1)) if isinstance(settings, Mapping) else 1
     best = max((r for r in rows if r.best.frames_per_request == frames), key=_rate, default=rows[0])
     budget = f"within p99 {budget_ms:g} ms" if budget_ms is not None else "with no latency budget given"
     size = "one-sample-a-request" if frames == 1 else f"{frames}-samples-a-request"
@@ -192,7 +193,8 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
     if limits:
         lines.append("What limited each setup at its last step:")
         lines.extend(limits)
-    elapsed = float(context.get("elapsed_s", 0.0) or 0.0)  # type: ignore[arg-type]
+    elapsed_s = context.get("elapsed_s")
+    elapsed = float(elapsed_s) if isinstance(elapsed_s, int | float) else 0.0
     minutes, seconds = divmod(round(elapsed), 60)
     lines.append(f"The bench took {minutes} min {seconds:02d} s." if minutes else f"The bench took {seconds} s.")
     return "\n".join(lines)

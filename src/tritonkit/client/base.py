@@ -90,7 +90,7 @@ class ClientBase:
         if protocol == "grpc":
             import tritonclient.grpc as module
         else:
-            import tritonclient.http as module  # type: ignore[no-redef]
+            import tritonclient.http as module
         # The aio clients take these same InferInput / InferRequestedOutput classes.
         self._module: Any = module
         self._as_json: dict[str, Any] = {"as_json": True} if protocol == "grpc" else {}

@@ -90,6 +90,7 @@ class SyncSender:
         tritonclient's thread once it is answered. Returns the call, which ``cancel()`` abandons."""
         client = self._client
         slot: Slot | None = None
+        requested: list[Any] | None
         if client._shm is not None:
             slot = client._shm.acquire()
             try:

@@ -104,7 +104,7 @@ class TritonUser(User):
             self.environment.events.user_error.fire(user_instance=self, exception=TritonkitError(problem), tb=None)
             if isinstance(environment.runner, WorkerRunner):
                 # StopTest only stops this worker; the master is told to end the run (see check_target).
-                environment.runner.send_message(SETUP_FAILED, problem)
+                environment.runner.send_message(SETUP_FAILED, {"problem": problem})
             raise StopTest(problem)
 
     def infer(self) -> None:
@@ -215,13 +215,13 @@ def _end_run_on_setup_failure() -> Callable[..., None]:
 
     def on_message(environment: Environment, msg: Any, **_kwargs: Any) -> None:
         nonlocal ended
-        logger.error("worker %s could not start its users: %s", msg.node_id, msg.data)
+        logger.error("worker %s could not start its users: %s", msg.node_id, msg.data["problem"])
         if not ended:
             ended = True
-            runner = environment.runner
-            assert runner is not None
+            runner, options = environment.runner, environment.parsed_options
+            assert runner is not None and options is not None
             # Spawned: quitting kills the greenlet that delivers this message.
-            gevent.spawn(runner.quit if environment.parsed_options.headless else runner.stop)
+            gevent.spawn(runner.quit if options.headless else runner.stop)
 
     return on_message
 

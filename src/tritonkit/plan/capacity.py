@@ -113,17 +113,18 @@ def plan_capacity(
     frames = frames_per_request or results.frames_per_request
     by_config = rows(results, frames)
     if not by_config:
-        measured = sorted({c.frames_per_request for c in results.cells if c.model == results.model})
+        measured_frames = sorted({c.frames_per_request for c in results.cells if c.model == results.model})
         raise PlanError(
             f"{results.path} has no cell of {results.model!r} with {frames} frame(s) a request "
-            f"(measured: {', '.join(map(str, measured)) or 'none'})"
+            f"(measured: {', '.join(map(str, measured_frames)) or 'none'})"
         )
     if config is not None:
         if config not in by_config:
             raise PlanError(f"{results.path} has no configuration {config!r} (it has {', '.join(by_config)})")
         by_config = {config: by_config[config]}
     gpu_pods = bool(results.gpus)
-    options, unmet = [], []
+    options: list[PodOption] = []
+    unmet: list[str] = []
     for key, row in by_config.items():
         cell = operating_point(row, p99_budget_ms)
         if cell is None:
@@ -134,10 +135,13 @@ def plan_capacity(
     if not options:
         measured = [c for row in by_config.values() for c in row if not math.isnan(c.p99_ms)]
         best = min(measured, key=lambda c: c.p99_ms, default=None)
-        lowest = f"the lowest p99 measured: {best.p99_ms:.1f} ms, {best.label} at concurrency {best.concurrency}"
+        lowest = (
+            f"the lowest p99 measured: {best.p99_ms:.1f} ms, {best.label} at concurrency {best.concurrency}"
+            if best is not None
+            else "no cell has a p99"
+        )
         raise PlanError(
-            f"no measured cell of {results.model!r} kept p99 within {p99_budget_ms:g} ms without failures "
-            f"({lowest if best else 'no cell has a p99'})"
+            f"no measured cell of {results.model!r} kept p99 within {p99_budget_ms:g} ms without failures ({lowest})"
         )
     # Fewest GPUs (CPU pods: fewest pods); at the same cost the most capacity (headroom), then the fewest pods.
     options.sort(key=lambda o: (o.gpus if gpu_pods else o.replicas, -o.capacity, o.replicas))

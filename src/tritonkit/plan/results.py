@@ -122,8 +122,10 @@ def load_results(path: Path) -> BenchResults:
     model = document.get("model")
     if not isinstance(model, str) or not model:
         raise PlanError(f"{path} does not name the model it measured")
-    machine = document.get("machine") if isinstance(document.get("machine"), dict) else {}
-    settings = document.get("settings") if isinstance(document.get("settings"), dict) else {}
+    machine = document.get("machine")
+    machine = machine if isinstance(machine, dict) else {}
+    settings = document.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
     cells = tuple(_cell(record, index, path) for index, record in enumerate(document["cells"]))
     # Cells written before the bench recorded the served model were all the bench's model.
     cells = tuple(cell if cell.model else replace(cell, model=model) for cell in cells)

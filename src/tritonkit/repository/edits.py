@@ -8,6 +8,7 @@ rate_limiter, profile, a queue policy's timeout, ...) survive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, TypeAlias
 
 from tritonclient.grpc import model_config_pb2
 
@@ -17,6 +18,8 @@ from tritonkit.repository.rules import Problem, describe
 __all__ = [
     "INSTANCE_KINDS",
     "KIND_ENUM",
+    "KIND_NAMES",
+    "InstanceKind",
     "cpu_kind_with_gpus",
     "instance_layout",
     "layout_problems",
@@ -26,10 +29,12 @@ __all__ = [
     "unknown_kind",
 ]
 
-_Group = model_config_pb2.ModelInstanceGroup
+_Group: TypeAlias = model_config_pb2.ModelInstanceGroup
 
-INSTANCE_KINDS = ("cpu", "gpu", "auto")
-KIND_ENUM = {"cpu": _Group.KIND_CPU, "gpu": _Group.KIND_GPU, "auto": _Group.KIND_AUTO}
+InstanceKind: TypeAlias = Literal["cpu", "gpu", "auto"]
+INSTANCE_KINDS: tuple[InstanceKind, ...] = ("cpu", "gpu", "auto")
+KIND_ENUM: dict[str, int] = {"cpu": _Group.KIND_CPU, "gpu": _Group.KIND_GPU, "auto": _Group.KIND_AUTO}
+KIND_NAMES: dict[int, InstanceKind] = {KIND_ENUM[kind]: kind for kind in INSTANCE_KINDS}
 
 
 def unknown_kind(kind: str) -> list[Problem]:
@@ -116,7 +121,7 @@ def _check_layout(kind: str | None, gpus: Sequence[int]) -> None:
 
 def _groups(count: int, kind: int, gpus: Sequence[int]) -> list[_Group]:
     if not gpus:
-        return [_Group(count=count, kind=kind)]  # type: ignore[arg-type]
+        return [_Group(count=count, kind=kind)]
     return [_Group(count=count, kind=_Group.KIND_GPU, gpus=[gpu]) for gpu in gpus]
 
 

@@ -335,7 +335,9 @@ class _Patcher:
     def rest_of_line(self, position: int) -> int | None:
         """Index of the line break (or end of text) ending ``position``'s line if only blanks or a comment
         follow; None if more fields follow on the same line."""
-        end = _BLANKS_AND_COMMENT.match(self.text, position).end()  # type: ignore[union-attr]
+        match = _BLANKS_AND_COMMENT.match(self.text, position)
+        assert match is not None, "the pattern matches the empty string"
+        end = match.end()
         if end == len(self.text) or self.line_break_length(end):
             return end
         return None
@@ -378,6 +380,7 @@ class _Patcher:
 
 
 def _fill_entry(entry: Message, field: FieldDescriptor, key: Any, value: Any) -> None:
+    # A map entry is a generated class with key and value fields; Message's stubs know neither.
     entry.key = key  # type: ignore[attr-defined]
     if field.message_type.fields_by_name["value"].message_type is not None:
         entry.value.CopyFrom(value)  # type: ignore[attr-defined]

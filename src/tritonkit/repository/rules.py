@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from tritonclient.grpc import model_config_pb2
 
@@ -32,8 +33,8 @@ __all__ = [
     "warmup_over_max_batch_size",
 ]
 
-_Config = model_config_pb2.ModelConfig
-_Group = model_config_pb2.ModelInstanceGroup
+_Config: TypeAlias = model_config_pb2.ModelConfig
+_Group: TypeAlias = model_config_pb2.ModelInstanceGroup
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonkit.errors import ConfigError
 from tritonkit.repository.backends import ServableBackend
 from tritonkit.repository.dtypes import config_data_type, normalize_dtype_name, triton_dtype_name
-from tritonkit.repository.edits import KIND_ENUM, instance_layout, unknown_kind
+from tritonkit.repository.edits import KIND_ENUM, KIND_NAMES, InstanceKind, instance_layout, unknown_kind
 from tritonkit.repository.rules import config_problems, describe, instance_group_problems
 
 __all__ = [
@@ -34,8 +34,6 @@ __all__ = [
 # served as much as no delay at 64 requests in flight, while 2,000 µs added about 2.5 ms to every request at
 # low load (docs/performance.md, "tritonkit bench on one H200").
 DEFAULT_QUEUE_DELAY_US = 250
-
-_KIND_NAMES = {value: name for name, value in KIND_ENUM.items()}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -129,7 +127,7 @@ class InstanceGroup:
     """``instance_group`` entry: ``count`` instances of the model on each listed GPU (or on the CPU)."""
 
     count: int = 1
-    kind: Literal["cpu", "gpu", "auto"] = "auto"
+    kind: InstanceKind = "auto"
     gpus: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -145,7 +143,7 @@ class InstanceGroup:
 def instance_groups(count: int, kind: str, gpus: Sequence[int] = ()) -> tuple[InstanceGroup, ...]:
     """``edits.instance_layout``'s groups as specs: one KIND_GPU group per listed GPU, else a single group."""
     return tuple(
-        InstanceGroup(count=group.count, kind=_KIND_NAMES[group.kind], gpus=tuple(group.gpus))  # type: ignore[arg-type]
+        InstanceGroup(count=group.count, kind=KIND_NAMES[group.kind], gpus=tuple(group.gpus))
         for group in instance_layout(count, kind, gpus)
     )
 
