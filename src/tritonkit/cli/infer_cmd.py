@@ -65,8 +65,8 @@ def infer(
             rows = next((len(a) for a in given.values()), batch) if info.max_batch_size > 0 else 1
             fixed = _given_length(given, info) if given else None
             # --length draws from its range (within the model's limit) through the one sample maker.
-            spec = PayloadSpec.parse(length).sample_spec(info.tensor_shapes(), info.sample_spec(), model)
-            feed = {**info.random_request(rows, np.random.default_rng(0), spec=spec, length=fixed), **given}
+            samples = PayloadSpec.parse(length).sample_spec(info.tensor_shapes(), info.sample_spec(), model)
+            feed = {**info.random_request(rows, np.random.default_rng(0), spec=samples, length=fixed), **given}
             labels = [f"sample #{index}" for index in range(rows)]
         started = time.perf_counter()
         if isinstance(feed, np.ndarray) and info.max_batch_size > 0 and len(feed) > batch:
@@ -127,7 +127,8 @@ def load_images(paths: list[Path], dtype: np.dtype | None, sample: tuple[int, ..
     for path in paths:
         try:
             with Image.open(path) as image:
-                resized = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+                mode = "RGB" if channels == 3 else "L"
+                resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
         except (UnidentifiedImageError, OSError) as error:
             raise InvalidInput(f"{path}: not an image Pillow can read ({error})") from error
         pixels = np.asarray(resized, dtype=np.uint8)

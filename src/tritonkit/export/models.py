@@ -103,6 +103,10 @@ class UInt8Frames(nn.Module):
     keeps the preprocessing identical to training, whatever language the client is written in.
     """
 
+    # Buffers, registered in __init__; declared so that they read as tensors, not as any attribute of a Module.
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         module: nn.Module,
