@@ -47,6 +47,7 @@ def infer(
     if (random or bool(arrays)) == bool(images):
         raise typer.BadParameter("give --random, --input NAME=FILE.npy, or image files", param_hint="IMAGES")
     address = url or f"127.0.0.1:{_DEFAULT_PORTS[protocol]}"
+    # Ignored: typer gives a str, checked against _DEFAULT_PORTS' keys above.
     with fail_cleanly(), Client(address, model, protocol=protocol, timeout_s=timeout_s) as client:  # type: ignore[arg-type]
         info = client.info()
         feed: dict[str, np.ndarray] | np.ndarray

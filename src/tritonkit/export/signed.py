@@ -114,6 +114,7 @@ def declared_signature(
 
 
 def _flat(result: object, keys: list[str] | None) -> list[torch.Tensor]:
+    # Ignored below: _structure checked what the first run returned, and every run returns the same kind.
     if keys is not None:
         return [result[key] for key in keys]  # type: ignore[index]
     return [result] if isinstance(result, torch.Tensor) else list(result)  # type: ignore[call-overload]

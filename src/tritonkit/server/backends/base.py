@@ -81,6 +81,7 @@ def positional_order(names: Sequence[str]) -> list[str]:
     Triton's pytorch backend maps ``<name>__<i>`` to position i; names without that suffix keep config order.
     """
     if names and all(_INDEX_SUFFIX.search(n) for n in names):
+        # Ignored: mypy cannot see that all() above found a match for every name.
         return sorted(names, key=lambda n: int(_INDEX_SUFFIX.search(n).group(1)))  # type: ignore[union-attr]
     return list(names)
 
@@ -268,4 +269,5 @@ class BatchingBackendModel:
         if close is not None:
             close()
         self.parts_runner = None
+        # Ignored: finalize drops the model for good; Triton calls nothing on this instance afterwards.
         self.run_model = None  # type: ignore[assignment]
