@@ -47,7 +47,7 @@ def artifact(kind: str, folder: Path, device: Any) -> Any:
     import torch
 
     module = served_module(device)
-    sample = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8, device=device)
+    sample = torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8, device=device)
     if kind == "eager":
         return module
     if kind == "script":
@@ -59,7 +59,7 @@ def artifact(kind: str, folder: Path, device: Any) -> Any:
     path = folder / "model.pt2"
     if not path.exists():
         batch = torch.export.Dim("batch", min=1, max=1024)
-        program = torch.export.export(module, (sample,), dynamic_shapes={"x": {0: batch}}, strict=False)
+        program = torch.export.export(module, (sample,), dynamic_shapes={"frames": {0: batch}}, strict=False)
         torch.export.save(program, str(path))
     return torch.export.load(str(path)).module()
 
@@ -91,7 +91,7 @@ def run_variant(name: str, folder: Path, buckets: list[int]) -> dict[str, Any]:
         module,
         device,
         model_name=name,
-        input_shapes=[(3, 224, 224)],
+        input_shapes=[(224, 224, 3)],
         input_dtypes=[np.dtype(np.uint8)],
         max_batch=buckets[-1],
         buckets=buckets,
@@ -101,7 +101,7 @@ def run_variant(name: str, folder: Path, buckets: list[int]) -> dict[str, Any]:
     )
     ready_s = time.perf_counter() - compile_started
     # The compiled module against the plain one, on the same random frames.
-    frames = torch.randint(0, 256, (buckets[-1], 3, 224, 224), dtype=torch.uint8, device=device)
+    frames = torch.randint(0, 256, (buckets[-1], 224, 224, 3), dtype=torch.uint8, device=device)
     with torch.inference_mode():
         error = (module(frames).float() - plain(frames).float()).abs().max().item()
     from torch._dynamo.utils import counters
@@ -133,7 +133,7 @@ def run_variant(name: str, folder: Path, buckets: list[int]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("compile-probe"))
     parser.add_argument("--buckets", default="1,2,4,8,16,32,64")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--runs", type=int, default=2, help="runs per variant over one cache folder")

@@ -35,7 +35,7 @@ class CudaTiming:
 
 
 class CudaRawModel:
-    """A TorchScript file on ``cuda:<device_index>``; timings are cached per (mode, batch size)."""
+    """A TorchScript file (or a given module) on ``cuda:<device_index>``; timings are cached per (mode, batch size)."""
 
     def __init__(
         self,
@@ -43,6 +43,7 @@ class CudaRawModel:
         *,
         inputs: RawInputs,
         device_index: int = 0,
+        module: Any = None,
     ) -> None:
         import torch
 
@@ -52,7 +53,8 @@ class CudaRawModel:
         torch.backends.cudnn.benchmark = True
         self.inputs = inputs
         self.order = positional_order([tensor.name for tensor in self.inputs.tensors])
-        self.module = torch.jit.load(str(model_file), map_location=self.device).eval()
+        # ``module``: the model as something else made it (the compiled program), timed the same way.
+        self.module = module if module is not None else torch.jit.load(str(model_file), map_location=self.device).eval()
         self.stream = torch.cuda.Stream(self.device)
         self._timings: dict[tuple[str, int], CudaTiming] = {}
 

@@ -9,13 +9,13 @@ or torch) is timed on the host (:mod:`tritonkit.bench.raw`). Each timer makes it
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tritonkit.bench.raw import RawInputs, RawLike, RawModel
 
-__all__ = ["open_raw_model", "raw_batches", "raw_table"]
+__all__ = ["open_compiled_raw_model", "open_raw_model", "raw_batches", "raw_table"]
 
 
 def open_raw_model(model_file: Path, *, inputs: RawInputs, device: str, threads: int | None) -> RawLike:
@@ -24,6 +24,19 @@ def open_raw_model(model_file: Path, *, inputs: RawInputs, device: str, threads:
 
         return CudaRawModel(model_file, inputs=inputs)
     return RawModel(model_file, inputs=inputs, device=device, threads=threads)
+
+
+def open_compiled_raw_model(
+    model_file: Path, *, inputs: RawInputs, parameters: Mapping[str, str], model_name: str, max_batch: int
+) -> RawLike:
+    """The compiled program beside a TorchScript file on the GPU, made as the backend makes it (same cache)."""
+    from tritonkit.bench.raw_cuda import CudaRawModel
+    from tritonkit.server.backends.pytorch.loading import load_served
+
+    served = load_served(
+        model_file, "GPU", 0, parameters, model_name=model_name, inputs=inputs.tensors, max_batch=max_batch
+    )
+    return CudaRawModel(model_file, inputs=inputs, module=served.module)
 
 
 def raw_batches(max_batch: int) -> list[int]:

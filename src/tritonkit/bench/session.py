@@ -28,11 +28,12 @@ from tritonkit.bench.control import load_configuration, load_override, unload_an
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
 from tritonkit.bench.loadgen import LoadPool
 from tritonkit.bench.raw import NoRaw, RawInputs, RawLike
-from tritonkit.bench.rawtable import open_raw_model, raw_batches, raw_table
+from tritonkit.bench.rawtable import open_compiled_raw_model, open_raw_model, raw_batches, raw_table
 from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of, sample_spec, tensor_shapes
 from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
 from tritonkit.errors import TritonkitError
 from tritonkit.repository import ModelConfig, validate_model
+from tritonkit.repository.compiled import COMPILE_PARAMETER, PROGRAM_FILENAME, CompileSettings
 from tritonkit.server import EmbeddedServer
 
 __all__ = ["BenchResult", "reference_config", "run_bench"]
@@ -83,6 +84,8 @@ class _Bench:
         on_cell: Callable[[Cell], None] | None,
     ) -> None:
         self.server, self.name, self.base, self.settings, self.raw = server, name, base, settings, raw
+        # The compiled program's raw timing, for configurations that serve it (a model exported with --compile).
+        self.compiled_raw: RawLike | None = None
         self.pool, self.on_cell = pool, on_cell
         self.url = server.grpc_url if settings.protocol == "grpc" else server.http_url
         self.cells: list[Cell] = []
@@ -91,7 +94,7 @@ class _Bench:
     def measure(
         self, config: BenchConfig, concurrency: int, settings: BenchSettings, *, served: str | None = None
     ) -> Cell:
-        raw = NoRaw() if served else self.raw
+        raw = NoRaw() if served else self.raw_for(config)
         cell = measure_cell(
             self.server.grpc_url, self.url, self.name, self.base, config, concurrency, settings, raw,
             pool=self.pool, server_pid=self.server.pid, served=served,
@@ -100,6 +103,13 @@ class _Bench:
         if self.on_cell is not None:
             self.on_cell(cell)
         return cell
+
+    def raw_for(self, config: BenchConfig) -> RawLike:
+        """The raw model a configuration's cells are judged against: the compiled one where it serves compiled."""
+        if serves_compiled(config, self.base):
+            # Without a compiled raw timing (off the GPU), no ratio rather than one against the TorchScript file.
+            return self.compiled_raw or NoRaw()
+        return self.raw
 
     def sweep(self, config: BenchConfig, settings: BenchSettings, start: int, *, served: str | None = None) -> Cell:
         """Measure ``config`` at each concurrency; returns the row's best cell (most throughput within budget)."""
@@ -119,6 +129,26 @@ class _Bench:
             stop = concurrency
         self.stops[row_key(row[-1])] = stop
         return max(row, key=lambda cell: cell.samples_per_s)
+
+
+def model_compile_mode(model_dir: Path, base: ModelConfig) -> str | None:
+    """The model's TRITONKIT_COMPILE mode, where a version folder holds the program it compiles; else None."""
+    parameters = {key: value.string_value for key, value in base.proto.parameters.items()}
+    try:
+        mode = CompileSettings.from_parameters(parameters, model_dir).mode
+    except ValueError:
+        return None
+    has_program = any((version / PROGRAM_FILENAME).is_file() for version in model_dir.iterdir() if version.is_dir())
+    return mode if has_program else None
+
+
+def serves_compiled(config: BenchConfig, base: ModelConfig) -> bool:
+    """Whether ``config`` serves the compiled program: its own +script/+aoti flag, else the model's parameter."""
+    override = config.compile_override
+    if override is not None:
+        return override != "false"
+    parameters = {key: value.string_value for key, value in base.proto.parameters.items()}
+    return CompileSettings.from_parameters(parameters, Path(".")).mode is not None
 
 
 def sweep_start(config: BenchConfig) -> int:
@@ -153,9 +183,24 @@ def run_bench(
     raw_spec = settings.payload.sample_spec(tensor_shapes(base), sample_spec(base), name)  # --length for raw too
     raw = open_raw_model(model_file, inputs=RawInputs(tensor_shapes(base), raw_spec), device=device, threads=threads)
     raw_rows: list[dict[str, Any]] = []
+    compiled_rows: list[dict[str, Any]] = []
+    compiled_raw: RawLike | None = None
     if device == "cuda":
         raw_rows = raw_table(raw, raw_batches(base.max_batch_size))
-        log("raw model: " + ", ".join(f"bs {r['batch']} {r['best_samples_per_s']:,.0f}/s" for r in raw_rows))
+        log("raw model: " + _rates(raw_rows))
+        compile_mode = model_compile_mode(model_dir, base)
+        if compile_mode is not None and any(serves_compiled(config, base) for config in configs):
+            started = time.monotonic()
+            compiled_raw = open_compiled_raw_model(
+                model_file, inputs=RawInputs(tensor_shapes(base), raw_spec),
+                parameters={**parameters, COMPILE_PARAMETER: compile_mode}, model_name=name,
+                max_batch=base.max_batch_size,
+            )  # fmt: skip
+            log(f"compiled the program ({compile_mode}) for the raw timing in {time.monotonic() - started:.1f} s")
+            compiled_rows = raw_table(compiled_raw, raw_batches(base.max_batch_size))
+            log(
+                "raw compiled: " + ", ".join(f"bs {r['batch']} {r['best_samples_per_s']:,.0f}/s" for r in compiled_rows)
+            )
     # MPS clients must start after the daemon and see its pipe directory; non-MPS configurations go first.
     ordered = [c for c in configs if not c.mps] + [c for c in configs if c.mps]
     reference = reference_config(ordered)
@@ -170,6 +215,7 @@ def run_bench(
         # The server (and its MPS clients) stops before the daemon quits.
         with LoadPool(settings.max_client_processes()) as pool, contextlib.ExitStack() as daemon, server:
             bench = _Bench(server, name, base, settings, raw, pool, on_cell)
+            bench.compiled_raw = compiled_raw
             daemon_running = False
             for config in ordered:
                 if config.mps and mps_root is not None and not daemon_running:
@@ -216,11 +262,16 @@ def run_bench(
         "configs": [config.key for config in ordered],
         "reference_config": reference.key if reference else None,
         "raw": raw_rows,
+        "raw_compiled": compiled_rows,
         "ceiling": {"model": ceiling_name(name), "samples_per_s": ceiling_samples, "note": ceiling_note},
         "limits": stops,
         "elapsed_s": time.monotonic() - began,
     }
     return BenchResult(name, cells, context, stops, {config.key: config for config in ordered}, server_log)
+
+
+def _rates(rows: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"bs {row['batch']} {row['best_samples_per_s']:,.0f}/s" for row in rows)
 
 
 def _ceiling(bench: _Bench, config: BenchConfig, concurrency: int, timeout_s: float) -> tuple[float | None, str]:

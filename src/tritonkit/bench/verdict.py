@@ -7,6 +7,7 @@ most throughput at all when no budget is given).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from tritonkit.bench.configs import BenchConfig
 from tritonkit.bench.runner import Cell
 from tritonkit.bench.session import BenchResult, row_key
 from tritonkit.bench.text import paragraph, table
+from tritonkit.repository.compiled import COMPILE_PARAMETER
 
 __all__ = ["Row", "seed_rows", "seed_table", "verdict"]
 
@@ -134,6 +136,19 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
             f"Under an MPS daemon those processes served {mps.best.samples_per_s:,.0f}/s: {_x(mps, many)} the "
             "shared executor, which needs no daemon."
         )
+    for script in [r for r in rows if single(r.best) and config(r.best).compile_override == "false"]:
+        # The same configuration without +script: the model's own compiled program.
+        twin = dataclasses.replace(
+            config(script.best),
+            parameters=tuple(p for p in config(script.best).parameters if p[0] != COMPILE_PARAMETER),
+        )
+        compiled = next((r for r in rows if single(r.best) and config(r.best) == twin), None)
+        if compiled:
+            sentences.append(
+                f"Compiled, {compiled.setup} served {compiled.best.samples_per_s:,.0f}/s against "
+                f"{script.best.samples_per_s:,.0f}/s from the TorchScript file: {_x(compiled, script)}; p50 "
+                f"{compiled.best.p50_ms:.2f} ms against {script.best.p50_ms:.2f} ms."
+            )
     full = _find(rows, lambda c: c.frames_per_request > 1)
     if full and not math.isnan(full.best.efficiency):
         sentences.append(

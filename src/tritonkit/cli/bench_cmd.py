@@ -73,6 +73,7 @@ def bench(
     """Compare 1 vs N instances and dynamic batching (on a GPU also own processes, MPS, GPUs); say what each gives."""
     from tritonkit.bench.gpu import gpu_names, mps_available
     from tritonkit.bench.runner import request_variants
+    from tritonkit.bench.session import model_compile_mode
     from tritonkit.errors import ConfigError
     from tritonkit.repository import ModelConfig
     from tritonkit.repository.payload_spec import PayloadSpec
@@ -93,7 +94,10 @@ def bench(
         else:
             n = instances or (4 if visible else 2)
             batch = max_batch or base.max_batch_size
-            chosen = default_configs(n, batch, queue_delay_us, gpu=bool(visible), mps=with_mps, gpus=gpu_list)
+            compiled = model_compile_mode(repository / name, base) is not None
+            chosen = default_configs(
+                n, batch, queue_delay_us, gpu=bool(visible), mps=with_mps, gpus=gpu_list, compiled=compiled
+            )
         fixed_outputs = all(d >= 0 for output in base.proto.output for d in output.dims)
         settings = BenchSettings(
             concurrency=parse_int_list("--concurrency", concurrency) or None,

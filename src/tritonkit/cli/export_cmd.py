@@ -43,6 +43,13 @@ def export(
         "input_ids:int64:-1:0:29999; replaces --input-shape.",
     ),
     length: str | None = typer.Option(None, help="MIN:MAX length of the --input variable dims, e.g. 8:128."),
+    compile: Literal["aoti", "inductor"] | None = typer.Option(
+        None,
+        "--compile",
+        help="Also write the torch.export program and serve it compiled by tritonkit's pytorch backend: aoti "
+        "(an AOTInductor package built at the first load and cached) or inductor (torch.compile at every load). "
+        "TorchScript only; the native backend keeps serving model.pt.",
+    ),
     signature: Path | None = typer.Option(
         None, help='A JSON signature file: {"inputs": {NAME: {"dtype", "dims", "low", "high"}}, "length": "MIN:MAX"}.'
     ),
@@ -72,6 +79,7 @@ def export(
             inputs=tuple(inputs or ()),
             length=length,
             signature=signature,
+            compile=compile,
         )
         with console.status(f"exporting {model} ...") as status:
             result = export_model(model, options, on_step=lambda step: status.update(f"{step} ..."))

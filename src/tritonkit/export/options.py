@@ -15,6 +15,7 @@ from tritonkit.export.models import IMAGENET_MEAN, safe_model_name
 from tritonkit.export.onnx import MIN_OPSET, OnnxExporter
 from tritonkit.export.precision import Precision, Tolerance, default_tolerance
 from tritonkit.export.signature_sources import read_signature_file
+from tritonkit.repository.compiled import COMPILE_MODES, CompileMode
 from tritonkit.repository.samples import InputSample, SampleSpec, parse_input_option, parse_length
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
@@ -89,6 +90,9 @@ class ExportOptions:
     length: str | None = None
     # A JSON signature file (tritonkit.export.signature_sources); --input and --length override what it says.
     signature: Path | None = None
+    # Also write the torch.export program and ask tritonkit's pytorch backend to serve it compiled
+    # (tritonkit.repository.compiled): "aoti" or "inductor".
+    compile: CompileMode | None = None
 
     def __post_init__(self) -> None:
         shape: str | Sequence[int] = self.input_shape
@@ -100,6 +104,14 @@ class ExportOptions:
             object.__setattr__(self, "weights", Path(self.weights))
         if self.format not in ("onnx", "torchscript"):
             raise ExportError(f"unknown format {self.format!r}; choose onnx or torchscript")
+        if self.compile is not None:
+            if self.compile not in COMPILE_MODES:
+                raise ExportError(f"unknown compile mode {self.compile!r}; choose {' or '.join(COMPILE_MODES)}")
+            if self.format != "torchscript":
+                raise ExportError(
+                    "--compile serves through tritonkit's pytorch backend, next to the TorchScript file the native "
+                    "backend loads: use --format torchscript"
+                )
         if self.precision not in ("fp32", "fp16"):
             raise ExportError(f"unknown precision {self.precision!r}; choose fp32 or fp16")
         if self.name is not None and not _NAME.match(self.name):
@@ -133,6 +145,11 @@ class ExportOptions:
             object.__setattr__(self, "inputs", self.inputs or file_inputs)
             object.__setattr__(self, "length", self.length if self.length is not None else file_length)
         if self.inputs:
+            if self.compile is not None:
+                raise ExportError(
+                    "--compile takes models with one fixed-shape input for now; a declared signature (--input) "
+                    "is served from the TorchScript file"
+                )
             if self.uint8_input:
                 raise ExportError(
                     "--uint8-input turns one float 3,H,W image input into uint8 H,W,C frames; with --input, declare "

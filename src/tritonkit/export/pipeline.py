@@ -28,12 +28,14 @@ from tritonkit.export.models import UInt8Frames, load_model
 from tritonkit.export.onnx import to_onnx
 from tritonkit.export.options import IMAGE_DEFAULT_SHAPE, ExportOptions
 from tritonkit.export.precision import HalfPrecision
+from tritonkit.export.program import to_program
 from tritonkit.export.signature import probe_signature, random_batch, signature_json
 from tritonkit.export.signature_sources import check_declared, forward_parameters, undeclared_error
 from tritonkit.export.signed import NamedOutputs, declared_signature, export_declared, verify_declared
 from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import VerificationReport, verify_artifact
 from tritonkit.repository import ARTIFACT_NAMES, CONFIG_FILENAME, ModelConfig
+from tritonkit.repository.compiled import COMPILE_PARAMETER, PROGRAM_FILENAME
 from tritonkit.repository.samples import SAMPLES_PARAMETER, SampleSpec
 
 __all__ = ["ExportResult", "export_model"]
@@ -99,7 +101,13 @@ def export_model(
         raise ExportError(f"{error}; it was fed the image default {','.join(map(str, IMAGE_DEFAULT_SHAPE))}: if "
                           "it takes another input, pass --input-shape DIMS (e.g. 20 for 20 features) or --input "
                           "NAME:DTYPE:DIMS") from error  # fmt: skip
-    config = config_for(export_spec(name, options, inputs, outputs), existing)
+    parameters = {COMPILE_PARAMETER: options.compile} if options.compile else {}
+    config = config_for(export_spec(name, options, inputs, outputs, parameters=parameters), existing)
+    for key, value in parameters.items():
+        config.proto.parameters[key].string_value = value
+    if not options.compile and COMPILE_PARAMETER in config.proto.parameters:
+        # An earlier --compile export's program would be stale next to this model file.
+        del config.proto.parameters[COMPILE_PARAMETER]
 
     with _staging(model_dir) as staging:
         staged = staging / ARTIFACT_NAMES[options.format]
@@ -109,19 +117,26 @@ def export_model(
         else:
             to_torchscript(exported, sample, staged, signature=signature_json(inputs, outputs), seed=options.seed + 1)
         tolerance = options.tolerance
-        report = verify_artifact(
-            staged,
-            reference,
-            input_shape=options.served_input_shape,
-            batch_sizes=options.batch_sizes,
-            dtype=options.input_dtype,
-            atol=tolerance.atol,
-            rtol=tolerance.rtol,
-            # Other seeds than the trace's, so verification sees batches the export never did.
-            seed=options.seed + 2,
-            device=device,
-            on_step=step,
-        )
+
+        def verified(artifact: Path) -> VerificationReport:
+            return verify_artifact(
+                artifact,
+                reference,
+                input_shape=options.served_input_shape,
+                batch_sizes=options.batch_sizes,
+                dtype=options.input_dtype,
+                atol=tolerance.atol,
+                rtol=tolerance.rtol,
+                # Other seeds than the trace's, so verification sees batches the export never did.
+                seed=options.seed + 2,
+                device=device,
+                on_step=step,
+            )
+
+        report = verified(staged)
+        if options.compile:
+            step("exporting the torch.export program (--compile)")
+            verified(to_program(exported, sample, staging / PROGRAM_FILENAME, max_batch=options.max_batch_size))
         step(f"writing {config_path}")
         return _install(staging, staged, model_dir / str(options.version), config, config_path, report)
 

@@ -164,7 +164,9 @@ def _open(artifact: Path, device: str) -> tuple[str, _Runner, str]:
         return _open_onnx(artifact, device)
     if artifact.suffix == ".pt":
         return _open_torchscript(artifact, device)
-    raise ExportError(f"cannot verify {artifact.name}: expected a .onnx or a TorchScript .pt file")
+    if artifact.suffix == ".pt2":
+        return _open_program(artifact, device)
+    raise ExportError(f"cannot verify {artifact.name}: expected a .onnx, a TorchScript .pt or a torch.export .pt2 file")
 
 
 def _open_onnx(artifact: Path, device: str) -> tuple[str, _Runner, str]:
@@ -202,3 +204,16 @@ def _open_torchscript(artifact: Path, device: str) -> tuple[str, _Runner, str]:
             return [t.detach().cpu().numpy() for t in flatten_outputs(loaded(batch.to(device)))]
 
     return f"torch.jit {torch.__version__} ({device})", run, device
+
+
+def _open_program(artifact: Path, device: str) -> tuple[str, _Runner, str]:
+    try:
+        loaded = torch.export.load(str(artifact)).module()
+    except Exception as exc:
+        raise export_error(f"loading {artifact.name} with torch.export.load", exc, device=device) from exc
+
+    def run(batch: torch.Tensor) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [t.detach().cpu().numpy() for t in flatten_outputs(loaded(batch.to(device)))]
+
+    return f"torch.export {torch.__version__} ({device})", run, device

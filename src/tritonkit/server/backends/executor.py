@@ -27,11 +27,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from tritonkit.server.backends.executor_link import FAILED, OK, RUN, serial_rows
+from tritonkit.server.backends.executor_link import FAILED, OK, RUN, ExecutorSpec, serial_rows
 from tritonkit.server.processes import is_live, parent_process
 
 __all__ = ["Executor", "main"]
@@ -73,17 +73,26 @@ class SharedBuffers:
         return tensor
 
 
+class Lane(Protocol):
+    """What the executor serves a stub through: rows staged in its shared buffers in, outputs written back."""
+
+    @property
+    def uses_graphs(self) -> bool: ...
+
+    def run_staged(self, rows: int) -> Any: ...
+
+
 class _HostLane:
     """A lane on the host: the module called on the shared input buffers, outputs copied into shared buffers."""
 
-    def __init__(self, module: Any, grad_mode: Any, split_outputs: Any, spec: dict[str, Any], buffers: SharedBuffers):
+    def __init__(self, module: Any, grad_mode: Any, split_outputs: Any, spec: ExecutorSpec, buffers: SharedBuffers):
         import torch
 
         self.module, self.grad_mode, self.split_outputs = module, grad_mode, split_outputs
-        rows = int(spec["max_batch_size"])
+        rows = spec.max_batch_size
         self.host_inputs = [
-            buffers.allocate((rows, *entry["dims"]), torch.from_numpy(np.empty(0, entry["dtype"])).dtype)
-            for entry in spec["inputs"]
+            buffers.allocate((rows, *entry.dims), torch.from_numpy(np.empty(0, entry.dtype)).dtype)
+            for entry in spec.inputs
         ]
         self.host_outputs = [buffers.allocate(tuple(t.shape), t.dtype) for t in self._forward(rows)]
         self.uses_graphs = False
@@ -100,21 +109,30 @@ class _HostLane:
 class Executor:
     """Loads the model once and serves lanes to the stubs that connect to ``socket_path``."""
 
-    def __init__(self, socket_path: Path, spec: dict[str, Any]) -> None:
-        from tritonkit.server.backends.pytorch.model import load_torchscript, output_splitter, runner_settings
+    def __init__(self, socket_path: Path, spec: ExecutorSpec) -> None:
+        from tritonkit.repository.samples import TensorShape
+        from tritonkit.server.backends.pytorch.loading import load_served, output_splitter, runner_settings
 
         self.socket_path = socket_path
         self.spec = spec
         # The stub that started it is the parent; the stub's parent is the server.
         self.server_pid = parent_process(os.getppid()) or os.getppid()
-        self.model_name = spec["model_name"]
-        self.on_gpu = spec["kind"] == "GPU"
-        parameters = spec["parameters"]
-        self.module, self.device, self.grad_mode = load_torchscript(
-            Path(spec["model_file"]), spec["kind"], int(spec["device_id"]), parameters, model_name=self.model_name
+        self.model_name = spec.model_name
+        self.on_gpu = spec.kind == "GPU"
+        parameters = spec.parameters
+        # One load (and one compile) per executor, whatever the number of lanes.
+        served = load_served(
+            Path(spec.model_file),
+            spec.kind,
+            spec.device_id,
+            parameters,
+            model_name=self.model_name,
+            inputs=[TensorShape(t.name, np.dtype(t.dtype), t.dims) for t in spec.inputs],
+            max_batch=spec.max_batch_size,
         )
-        self.split_outputs = output_splitter(list(spec["outputs"]))
-        self.settings = runner_settings(parameters, int(spec["max_batch_size"]))
+        self.module, self.device, self.grad_mode = served.module, served.device, served.grad_mode
+        self.split_outputs = output_splitter(list(spec.outputs))
+        self.settings = runner_settings(parameters, spec.max_batch_size)
         self.order: Any = None
         if self.on_gpu:
             import torch
@@ -122,9 +140,9 @@ class Executor:
             from tritonkit.server.backends.gpu_runner import GpuOrder
 
             torch.backends.cudnn.benchmark = self.settings.use_graphs
-            max_batch = int(spec["max_batch_size"])
+            max_batch = spec.max_batch_size
             self.order = GpuOrder(serial_rows(parameters, model_name=self.model_name, max_batch=max_batch))
-        self.lanes: list[tuple[Any, SharedBuffers]] = []
+        self.lanes: list[tuple[Lane, SharedBuffers]] = []
         self.free_lanes: list[int] = []
         self.lock = threading.Lock()  # lanes are made one at a time: captures must not interleave
         self.connected = 0
@@ -136,13 +154,13 @@ class Executor:
         if self.on_gpu:
             from tritonkit.server.backends.gpu_runner import GpuBatchRunner
 
-            lane: Any = GpuBatchRunner(
+            lane: Lane = GpuBatchRunner(
                 self.module,
                 self.device,
                 model_name=self.model_name,
-                input_shapes=[tuple(entry["dims"]) for entry in self.spec["inputs"]],
-                input_dtypes=[np.dtype(entry["dtype"]) for entry in self.spec["inputs"]],
-                max_batch=int(self.spec["max_batch_size"]),
+                input_shapes=[entry.dims for entry in self.spec.inputs],
+                input_dtypes=[np.dtype(entry.dtype) for entry in self.spec.inputs],
+                max_batch=self.spec.max_batch_size,
                 buckets=self.settings.buckets,
                 use_graphs=self.settings.use_graphs,
                 yield_wait=self.settings.yield_wait,
@@ -175,11 +193,11 @@ class Executor:
                 connection.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode())
                 return
             lane, buffers = self.lanes[index]
-            count = len(self.spec["inputs"])
+            count = len(self.spec.inputs)
             description = {
                 "lane": index,
                 "pid": os.getpid(),
-                "graphs": bool(getattr(lane, "uses_graphs", False)),
+                "graphs": bool(lane.uses_graphs),
                 "inputs": buffers.entries[:count],
                 "outputs": buffers.entries[count:],
             }
@@ -192,7 +210,7 @@ class Executor:
                     self.free_lanes.append(index)
 
     @staticmethod
-    def _serve_lane(connection: socket.socket, lane: Any) -> None:
+    def _serve_lane(connection: socket.socket, lane: Lane) -> None:
         while True:
             try:
                 message = connection.recv(RUN.size)
@@ -244,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(socket_path)
     error_path = path.with_suffix(".error")
     try:
-        executor = Executor(path, json.loads(spec_text))
+        executor = Executor(path, ExecutorSpec.from_json(spec_text))
         # The first lane is made before listening: the stub that started the executor gets it without a wait,
         # and a model that cannot run at all fails its load with the reason.
         executor.free_lanes.append(executor._new_lane())

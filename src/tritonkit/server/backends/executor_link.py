@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from tritonkit.server.backends.gpu_runner import stage_rows
 __all__ = [
     "EXECUTOR_MODES",
     "ExecutorRunner",
+    "ExecutorSpec",
+    "LaneTensor",
     "executor_folder",
     "executor_socket_path",
     "remove_executor_files",
@@ -54,6 +57,47 @@ EXECUTOR_MODES = ("auto", "shared", "in_process")
 RUN = struct.Struct("<I")  # stub -> executor: rows staged in the lane's input buffers
 OK, FAILED = b"K", b"E"  # executor -> stub: outputs written, or b"E" and the reason
 _MAX_MESSAGE = 1 << 16
+
+
+@dataclass(frozen=True)
+class LaneTensor:
+    """One input of a lane: its name, numpy dtype string and per-sample dims (fixed: lanes have fixed buffers)."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """What a stub tells the executor it starts: the model, its device, its parameters, its tensors in order."""
+
+    model_name: str
+    model_file: str
+    kind: str  # "CPU" or "GPU"
+    device_id: int
+    parameters: dict[str, str]
+    max_batch_size: int
+    inputs: tuple[LaneTensor, ...]
+    outputs: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExecutorSpec:
+        raw = json.loads(text)
+        inputs = tuple(LaneTensor(t["name"], t["dtype"], tuple(int(d) for d in t["dims"])) for t in raw["inputs"])
+        return cls(
+            model_name=str(raw["model_name"]),
+            model_file=str(raw["model_file"]),
+            kind=str(raw["kind"]),
+            device_id=int(raw["device_id"]),
+            parameters={str(k): str(v) for k, v in raw["parameters"].items()},
+            max_batch_size=int(raw["max_batch_size"]),
+            inputs=inputs,
+            outputs=tuple(str(name) for name in raw["outputs"]),
+        )
 
 
 def resolve_executor_mode(
@@ -86,14 +130,14 @@ def serial_rows(parameters: Mapping[str, str], *, model_name: str, max_batch: in
     return positive_count(text, key="TRITONKIT_EXECUTOR_SERIAL_ROWS", noun="row count", model_name=model_name)
 
 
-def executor_socket_path(spec: Mapping[str, Any]) -> Path:
+def executor_socket_path(spec: ExecutorSpec) -> Path:
     """Where the executor for ``spec`` listens: one per server process, model file, configuration and device.
 
     The model file's identity is part of the key, so a reload of a changed file gets a fresh executor while
     the old one finishes serving its stubs.
     """
-    stat = os.stat(spec["model_file"])
-    identity = json.dumps({**spec, "file": [stat.st_ino, stat.st_size, stat.st_mtime_ns]}, sort_keys=True)
+    stat = os.stat(spec.model_file)
+    identity = json.dumps({**asdict(spec), "file": [stat.st_ino, stat.st_size, stat.st_mtime_ns]}, sort_keys=True)
     folder = executor_folder()
     folder.mkdir(mode=0o700, exist_ok=True)
     # Unix socket paths are limited to about 100 bytes: a digest, not the model's name. The server's pid (the
@@ -124,11 +168,11 @@ def _python() -> str:
 class ExecutorRunner:
     """A lane of the shared executor, used as the backend's parts runner (see ``BatchingBackendModel``)."""
 
-    def __init__(self, spec: Mapping[str, Any], *, instance: str, start_timeout_s: float = 600.0) -> None:
-        self.spec = dict(spec)
+    def __init__(self, spec: ExecutorSpec, *, instance: str, start_timeout_s: float = 600.0) -> None:
+        self.spec = spec
         self.instance = instance
         self.start_timeout_s = start_timeout_s
-        self.model_name = str(spec["model_name"])
+        self.model_name = spec.model_name
         self.clock: Any = None  # a PhaseClock, when the backend profiles
         self.socket_path = executor_socket_path(spec)
         self._process: subprocess.Popen[bytes] | None = None
@@ -183,7 +227,7 @@ class ExecutorRunner:
             return None
         return sock
 
-    def _connect_or_start(self, spec: Mapping[str, Any], timeout_s: float) -> socket.socket:
+    def _connect_or_start(self, spec: ExecutorSpec, timeout_s: float) -> socket.socket:
         lock_path = self.socket_path.with_suffix(".lock")
         error_path = self.socket_path.with_suffix(".error")
         with open(lock_path, "a+") as lock:
@@ -196,7 +240,7 @@ class ExecutorRunner:
                 self.socket_path.unlink()  # a dead executor's socket
             with contextlib.suppress(FileNotFoundError):
                 error_path.unlink()
-            command = [_python(), "-m", "tritonkit.server.backends.executor", str(self.socket_path), json.dumps(spec)]
+            command = [_python(), "-m", "tritonkit.server.backends.executor", str(self.socket_path), spec.to_json()]
             # stdout and stderr are the stub's: the executor's lines land in the server log.
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)
             deadline = time.monotonic() + timeout_s

@@ -21,81 +21,16 @@ ignores these keys.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import numpy as np
 
-from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order, positive_count
+from tritonkit.repository.samples import TensorShape
+from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
+from tritonkit.server.backends.pytorch.loading import load_served, output_splitter, runner_settings
 
-__all__ = ["RunnerSettings", "TritonPythonModel", "load_torchscript", "output_splitter", "runner_settings"]
-
-
-def _is_false(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("false", "0", "no", "off")
-
-
-def load_torchscript(
-    model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str], *, model_name: str
-) -> tuple[Any, Any, Callable[[], Any]]:
-    """The module on its device, and the grad mode to call it under, as the native backend's parameters say."""
-    import torch
-
-    if kind == "GPU":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"model {model_name!r} has a KIND_GPU instance, but torch sees no CUDA device")
-        device = torch.device("cuda", device_id)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if "INTRA_OP_THREAD_COUNT" in parameters:
-        text = parameters["INTRA_OP_THREAD_COUNT"]
-        torch.set_num_threads(
-            positive_count(text, key="INTRA_OP_THREAD_COUNT", noun="thread count", model_name=model_name)
-        )
-    if _is_false(parameters.get("ENABLE_JIT_PROFILING")):
-        # The profiling executor re-specialises on every new batch shape, stalling requests for a long time.
-        torch._C._jit_set_profiling_executor(False)
-    grad_mode = torch.no_grad if _is_false(parameters.get("INFERENCE_MODE")) else torch.inference_mode
-    module = torch.jit.load(str(model_file), map_location=device).eval()
-    return module, device, grad_mode
-
-
-def output_splitter(output_order: list[str]) -> Callable[[Any], list[Any]]:
-    """Turns what forward() returns (a tensor, a tuple or a dict) into the outputs in ``output_order``."""
-    import torch
-
-    def split_outputs(result: Any) -> list[Any]:
-        if isinstance(result, torch.Tensor):
-            result = (result,)
-        tensors = [result[name] for name in output_order] if isinstance(result, Mapping) else list(result)
-        if len(tensors) != len(output_order):
-            raise RuntimeError(f"model returned {len(tensors)} outputs, config.pbtxt declares {len(output_order)}")
-        return tensors
-
-    return split_outputs
-
-
-class RunnerSettings(NamedTuple):
-    """How a GPU runner runs: its graph buckets, whether it captures graphs, and how it waits for the GPU."""
-
-    buckets: list[int]
-    use_graphs: bool
-    yield_wait: bool  # TRITONKIT_GPU_WAIT "yield": sleep until the GPU is done instead of spinning a core
-
-
-def runner_settings(parameters: Mapping[str, str], max_batch: int) -> RunnerSettings:
-    """The GPU runner's settings from the model's parameters (errors name the key)."""
-    from tritonkit.server.backends.gpu_runner import GPU_WAITS, default_buckets, parse_buckets
-
-    buckets_text = parameters.get("TRITONKIT_CUDA_GRAPH_BATCH_SIZES")
-    buckets = parse_buckets(buckets_text, max_batch) if buckets_text else default_buckets(max_batch)
-    wait_text = parameters.get("TRITONKIT_GPU_WAIT", "spin")
-    wait = wait_text.strip().lower()
-    if wait not in GPU_WAITS:
-        raise ValueError(f"TRITONKIT_GPU_WAIT {wait_text!r} is not one of {', '.join(GPU_WAITS)}")
-    return RunnerSettings(buckets, not _is_false(parameters.get("TRITONKIT_CUDA_GRAPHS")), wait == "yield")
+__all__ = ["TritonPythonModel"]
 
 
 class TritonPythonModel(BatchingBackendModel):
@@ -130,9 +65,16 @@ class TritonPythonModel(BatchingBackendModel):
             runner_settings(parameters, self.max_batch_size)
             serial_rows(parameters, model_name=self.model_name, max_batch=self.max_batch_size)
             return self._shared_executor(model_file, kind, device_id, parameters, input_order, output_order)
-        module, device, grad_mode = load_torchscript(
-            model_file, kind, device_id, parameters, model_name=self.model_name
+        served = load_served(
+            model_file,
+            kind,
+            device_id,
+            parameters,
+            model_name=self.model_name,
+            inputs=[TensorShape(name, by_name[name].dtype, by_name[name].dims) for name in input_order],
+            max_batch=self.max_batch_size,
         )
+        module, device, grad_mode = served.module, served.device, served.grad_mode
         split_outputs = output_splitter(output_order)
         if kind == "GPU" and batchable:
             import torch
@@ -177,19 +119,19 @@ class TritonPythonModel(BatchingBackendModel):
         output_order: list[str],
     ) -> ModelRunner:
         """Hand the model to the executor of this model and device; this stub never touches CUDA itself."""
-        from tritonkit.server.backends.executor_link import ExecutorRunner
+        from tritonkit.server.backends.executor_link import ExecutorRunner, ExecutorSpec, LaneTensor
 
         by_name = {t.name: t for t in self.inputs}
-        spec = {
-            "model_name": self.model_name,
-            "model_file": str(model_file),
-            "kind": kind,
-            "device_id": device_id,
-            "parameters": dict(parameters),
-            "max_batch_size": self.max_batch_size,
-            "inputs": [{"dtype": by_name[n].dtype.str, "dims": list(by_name[n].dims)} for n in input_order],
-            "outputs": output_order,
-        }
+        spec = ExecutorSpec(
+            model_name=self.model_name,
+            model_file=str(model_file),
+            kind=kind,
+            device_id=device_id,
+            parameters=dict(parameters),
+            max_batch_size=self.max_batch_size,
+            inputs=tuple(LaneTensor(n, by_name[n].dtype.str, by_name[n].dims) for n in input_order),
+            outputs=tuple(output_order),
+        )
         runner = ExecutorRunner(spec, instance=self.instance_name)
         self.parts_runner = runner
 

@@ -1,0 +1,213 @@
+"""The compiled path of tritonkit's pytorch backend: the ``torch.export`` program compiled by inductor, cached.
+
+``aoti`` compiles an AOTInductor package in a separate process (``python -m`` this module), so the stub that serves
+never holds the compiler's state; the package is written to the compile cache under a key of the program's bytes,
+the torch version, the GPU and the batch range, and a later load finds it there. ``inductor`` runs
+``torch.compile`` in the serving process with inductor's caches in the same folder. Either way the compiled module
+is compared with the uncompiled program on random batches before it serves; one that disagrees is not served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonkit.repository.compiled import CompileSettings
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+
+__all__ = ["CompiledModule", "compile_program", "main", "package_key"]
+
+# Compiled against uncompiled: fp16 programs with fp32 outputs differ by rounding only.
+_CHECK_ATOL = 5e-2
+_CHECK_RTOL = 5e-2
+_COMPILE_TIMEOUT_S = 1800
+
+
+def _log(message: str) -> None:
+    print(f"tritonkit pytorch backend: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class CompiledModule:
+    """What the backend serves: the compiled callable, and how it came about (for the log and the bench)."""
+
+    module: Callable[..., Any]
+    mode: str
+    ready_s: float
+    cache: str  # "hit", "miss" or "inductor"
+
+
+def package_key(program_file: Path, device: Any, max_batch: int) -> str:
+    """The compile cache's key: what makes a package valid for this program on this device."""
+    import torch
+
+    digest = hashlib.sha256()
+    with program_file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        target = f"cuda-{name}-{capability}"
+    else:
+        target = "cpu"
+    digest.update(f"|{torch.__version__}|{target}|{max_batch}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _python() -> str:
+    from tritonkit.server.backends.executor_link import _python as server_python
+
+    return server_python()
+
+
+@contextlib.contextmanager
+def _inductor_cache(folder: Path) -> Iterator[None]:
+    """Point inductor's and Triton's on-disk caches at ``folder`` for what runs inside."""
+    saved = {key: os.environ.get(key) for key in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def compile_program(
+    program_file: Path,
+    settings: CompileSettings,
+    device: Any,
+    *,
+    model_name: str,
+    inputs: Sequence[TensorShape],
+    samples: SampleSpec,
+    max_batch: int,
+    grad_mode: Callable[[], Any],
+) -> CompiledModule:
+    """The program in ``program_file`` compiled as ``settings`` say, checked against the uncompiled program."""
+    import torch
+
+    started = time.perf_counter()
+    plain = torch.export.load(str(program_file)).module().to(device)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    if settings.mode == "aoti":
+        package = settings.cache_dir / f"{model_name}-{package_key(program_file, device, max_batch)}.pt2"
+        cache = "hit" if package.exists() else "miss"
+        if cache == "miss":
+            _build_package(program_file, package, device, model_name=model_name)
+        index = device.index if device.type == "cuda" else -1
+        module: Callable[..., Any] = torch._inductor.aoti_load_package(str(package), device_index=index)
+    else:
+        import torch._inductor.config as inductor_config
+
+        cache = "inductor"
+        inductor_config.freezing = True
+        # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        with _inductor_cache(settings.cache_dir):
+            module = torch.compile(plain, dynamic=False)
+    _check(module, plain, device, model_name=model_name, inputs=inputs, samples=samples, max_batch=max_batch,
+           grad_mode=grad_mode)  # fmt: skip
+    ready_s = time.perf_counter() - started
+    _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}) in {ready_s:.1f} s")
+    return CompiledModule(module, settings.mode or "", ready_s, cache)
+
+
+def _build_package(program_file: Path, package: Path, device: Any, *, model_name: str) -> None:
+    """Compile the AOTInductor package in a child process, written under a temporary name, then moved in place."""
+    # AOTInductor insists on the .pt2 suffix.
+    partial = package.with_name(f".{package.stem}.{os.getpid()}.partial.pt2")
+    target = f"cuda:{device.index}" if device.type == "cuda" else "cpu"
+    command = [_python(), "-m", "tritonkit.server.backends.pytorch.compile", str(program_file), str(partial), target]
+    _log(f"model {model_name!r}: compiling an AOTInductor package into {package.parent} (first load only)")
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(package.parent / "inductor"))
+    env["TRITON_CACHE_DIR"] = str(package.parent / "triton")
+    try:
+        # Its output is the stub's: a compiler error lands in the server log next to this model's lines.
+        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, timeout=_COMPILE_TIMEOUT_S, check=False)
+        if done.returncode != 0 or not partial.exists():
+            raise RuntimeError(
+                f"model {model_name!r}: compiling {program_file.name} with AOTInductor failed (exit code "
+                f"{done.returncode}; the compiler's message is in the server log above)"
+            )
+        os.replace(partial, package)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+def _check(
+    module: Callable[..., Any],
+    plain: Any,
+    device: Any,
+    *,
+    model_name: str,
+    inputs: Sequence[TensorShape],
+    samples: SampleSpec,
+    max_batch: int,
+    grad_mode: Callable[[], Any],
+) -> None:
+    """Compiled and uncompiled on the same random batches (smallest and largest); a mismatch fails the load."""
+    import torch
+
+    rng = np.random.default_rng(7)
+    for rows in sorted({1, max(max_batch, 1)}):
+        feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
+        args = [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
+        with grad_mode():
+            got, want = _flat(module(*args)), _flat(plain(*args))
+        for index, (a, b) in enumerate(zip(got, want)):
+            a, b = a.float().cpu(), b.float().cpu()
+            if a.shape != b.shape or not torch.allclose(a, b, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
+                error = (a - b).abs().max().item() if a.shape == b.shape else float("nan")
+                raise RuntimeError(
+                    f"model {model_name!r}: the compiled model differs from the uncompiled one at batch {rows} "
+                    f"on output {index} (max abs error {error:.3g}); set TRITONKIT_COMPILE to false to serve "
+                    "the TorchScript file"
+                )
+
+
+def _flat(result: Any) -> list[Any]:
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, dict):
+        return [result[key] for key in sorted(result)]
+    return list(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tritonkit.server.backends.pytorch.compile PROGRAM PACKAGE DEVICE``: one AOTInductor compile."""
+    import torch
+
+    program_file, package, target = (list(argv) if argv is not None else sys.argv[1:])[:3]
+    device = torch.device(target)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    started = time.perf_counter()
+    program = torch.export.load(program_file)
+    with torch.inference_mode():
+        # The program was saved on the export machine's device; the package must be built for this one.
+        moved = torch.export.passes.move_to_device_pass(program, device) if device.type == "cuda" else program
+        torch._inductor.aoti_compile_and_package(moved, package_path=package)
+    _log(f"AOTInductor package {Path(package).name} built in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
