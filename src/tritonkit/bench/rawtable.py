@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonkit.bench.raw import RawInputs, RawLike, RawModel
+from tritonkit.errors import ModelNotReady
 
 __all__ = ["open_compiled_raw_model", "open_raw_model", "raw_batches", "raw_table"]
 
@@ -33,9 +34,14 @@ def open_compiled_raw_model(
     from tritonkit.bench.raw_cuda import CudaRawModel
     from tritonkit.server.backends.pytorch.loading import load_served
 
-    served = load_served(
-        model_file, "GPU", 0, parameters, model_name=model_name, inputs=inputs.tensors, max_batch=max_batch
-    )
+    try:
+        served = load_served(
+            model_file, "GPU", 0, parameters, model_name=model_name, inputs=inputs.tensors, max_batch=max_batch
+        )
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ModelNotReady(
+            f"the compiled program of {model_name!r} could not be made for the raw timing: {error}"
+        ) from None
     return CudaRawModel(model_file, inputs=inputs, module=served.module)
 
 

@@ -25,7 +25,9 @@ def serve(
     http_port: int = typer.Option(8000, help="HTTP port (0 picks a free one)."),
     grpc_port: int = typer.Option(8001, help="gRPC port (0 picks a free one)."),
     metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0 picks a free one)."),
-    startup_timeout_s: float = typer.Option(120.0, "--startup-timeout-s", help="Seconds to wait for readiness."),
+    startup_timeout_s: float = typer.Option(
+        600.0, "--startup-timeout-s", help="Seconds to wait for readiness (a first compile takes minutes)."
+    ),
     log_verbose: int = typer.Option(0, help="Triton's --log-verbose level."),
     watchdog: bool = typer.Option(
         False,

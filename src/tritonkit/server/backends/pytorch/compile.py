@@ -194,6 +194,7 @@ def _flat(result: Any) -> list[Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tritonkit.server.backends.pytorch.compile PROGRAM PACKAGE DEVICE``: one AOTInductor compile."""
     import torch
+    from torch.export.passes import move_to_device_pass
 
     program_file, package, target = (list(argv) if argv is not None else sys.argv[1:])[:3]
     device = torch.device(target)
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     program = torch.export.load(program_file)
     with torch.inference_mode():
         # The program was saved on the export machine's device; the package must be built for this one.
-        moved = torch.export.passes.move_to_device_pass(program, device) if device.type == "cuda" else program
+        moved = move_to_device_pass(program, device) if device.type == "cuda" else program
         torch._inductor.aoti_compile_and_package(moved, package_path=package)
     _log(f"AOTInductor package {Path(package).name} built in {time.perf_counter() - started:.1f} s")
     return 0
