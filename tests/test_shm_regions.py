@@ -13,8 +13,8 @@ import tritonclient.grpc as grpcclient
 
 from conftest import export_tiny
 from tritonkit.server import EmbeddedServer
-from tritonkit.server.shm_regions import SHM_DIR, orphaned_regions, region_names, remove_orphaned_regions
 from tritonkit.server.processes import process_group_members
+from tritonkit.server.shm_regions import SHM_DIR, orphaned_regions, region_names, remove_orphaned_regions
 
 REGION = "triton_python_backend_shm_region_{}"
 

@@ -101,7 +101,7 @@ def export_model(
         raise ExportError(f"{error}; it was fed the image default {','.join(map(str, IMAGE_DEFAULT_SHAPE))}: if "
                           "it takes another input, pass --input-shape DIMS (e.g. 20 for 20 features) or --input "
                           "NAME:DTYPE:DIMS") from error  # fmt: skip
-    parameters = {COMPILE_PARAMETER: options.compile} if options.compile else {}
+    parameters: dict[str, str] = {COMPILE_PARAMETER: options.compile} if options.compile else {}
     config = config_for(export_spec(name, options, inputs, outputs, parameters=parameters), existing)
     for key, value in parameters.items():
         config.proto.parameters[key].string_value = value
