@@ -42,7 +42,7 @@ def test_every_readme_block_is_covered_here():
 QUICK_START = "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/tritonkit demo"
 TESTS = (
     "bash tools/install-system-packages && python3 -m venv .venv && .venv/bin/pip install -e '.[all,dev]'"
-    " && .venv/bin/python -m pytest -ra"
+    " && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/python -m pytest -ra"
 )
 EXPORT_AND_SERVE = "tritonkit export resnet18 --format onnx\ntritonkit serve"
 CONFIG = "tritonkit config resnet18 --instances 2 --queue-delay-us 500 --preferred-batch-sizes 4,8 --show"

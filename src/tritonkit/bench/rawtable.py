@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonkit.bench.raw import RawInputs, RawLike, RawModel
-from tritonkit.errors import ModelNotReady
+from tritonkit.bench.raw_compiled import CompiledRawModel
 
 __all__ = ["open_compiled_raw_model", "open_raw_model", "raw_batches", "raw_table"]
 
@@ -29,20 +29,14 @@ def open_raw_model(model_file: Path, *, inputs: RawInputs, device: str, threads:
 
 def open_compiled_raw_model(
     model_file: Path, *, inputs: RawInputs, parameters: Mapping[str, str], model_name: str, max_batch: int
-) -> RawLike:
-    """The compiled program beside a TorchScript file on the GPU, made as the backend makes it (same cache)."""
-    from tritonkit.bench.raw_cuda import CudaRawModel
-    from tritonkit.server.backends.pytorch.loading import load_served
+) -> CompiledRawModel:
+    """The compiled program beside a TorchScript file on the GPU, made as the backend makes it (same cache), timed
+    in a process of its own (:mod:`tritonkit.bench.raw_compiled`); close it when done."""
+    from tritonkit.bench.raw_compiled import CompiledRawModel
 
-    try:
-        served = load_served(
-            model_file, "GPU", 0, parameters, model_name=model_name, inputs=inputs.tensors, max_batch=max_batch
-        )
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ModelNotReady(
-            f"the compiled program of {model_name!r} could not be made for the raw timing: {error}"
-        ) from None
-    return CudaRawModel(model_file, inputs=inputs, module=served.module)
+    return CompiledRawModel(
+        model_file, inputs=inputs, parameters=parameters, model_name=model_name, max_batch=max_batch
+    )
 
 
 def raw_batches(max_batch: int) -> list[int]:

@@ -28,6 +28,7 @@ from tritonkit.bench.control import load_configuration, load_override, unload_an
 from tritonkit.bench.gpu import gpu_names, mps_daemon, mps_environment
 from tritonkit.bench.loadgen import LoadPool
 from tritonkit.bench.raw import NoRaw, RawInputs, RawLike
+from tritonkit.bench.raw_compiled import CompiledRawModel
 from tritonkit.bench.rawtable import open_compiled_raw_model, open_raw_model, raw_batches, raw_table
 from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of, sample_spec, tensor_shapes
 from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
@@ -184,7 +185,7 @@ def run_bench(
     raw = open_raw_model(model_file, inputs=RawInputs(tensor_shapes(base), raw_spec), device=device, threads=threads)
     raw_rows: list[dict[str, Any]] = []
     compiled_rows: list[dict[str, Any]] = []
-    compiled_raw: RawLike | None = None
+    compiled_raw: CompiledRawModel | None = None
     if device == "cuda":
         raw_rows = raw_table(raw, raw_batches(base.max_batch_size))
         log("raw model: " + _rates(raw_rows))
@@ -234,6 +235,8 @@ def run_bench(
                     ceiling_samples, ceiling_note = _ceiling(bench, config, best.concurrency, startup_timeout_s)
                     log(ceiling_note)
     finally:
+        if compiled_raw is not None:
+            compiled_raw.close()
         if mps_root is not None:
             shutil.rmtree(mps_root, ignore_errors=True)
     server_log = server.log_text()

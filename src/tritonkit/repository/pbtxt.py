@@ -380,7 +380,7 @@ class _Patcher:
 
 
 def _fill_entry(entry: Message, field: FieldDescriptor, key: Any, value: Any) -> None:
-    # A map entry is a generated class with key and value fields; Message's stubs know neither.
+    # Ignored below: a map entry is a generated class with key and value fields; Message's stubs know neither.
     entry.key = key  # type: ignore[attr-defined]
     if field.message_type.fields_by_name["value"].message_type is not None:
         entry.value.CopyFrom(value)  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = ["CompiledModule", "compile_program", "main", "package_key"]
 
-# Compiled against uncompiled: fp16 programs with fp32 outputs differ by rounding only.
+# Compiled against uncompiled: the largest difference may be this share of the output's largest magnitude.
 _CHECK_ATOL = 5e-2
 _CHECK_RTOL = 5e-2
 _COMPILE_TIMEOUT_S = 1800
@@ -172,8 +172,10 @@ def _check(
             got, want = _flat(module(*args)), _flat(plain(*args))
         for index, (a, b) in enumerate(zip(got, want)):
             a, b = a.float().cpu(), b.float().cpu()
-            if a.shape != b.shape or not torch.allclose(a, b, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
-                error = (a - b).abs().max().item() if a.shape == b.shape else float("nan")
+            # Against the output's scale, not each element's: two fp16 programs that sum in another order differ
+            # by rounding on every logit, a wrong compile by the scale itself.
+            error = (a - b).abs().max().item() if a.shape == b.shape else float("nan")
+            if not error <= _CHECK_ATOL + _CHECK_RTOL * b.abs().max().item():
                 raise RuntimeError(
                     f"model {model_name!r}: the compiled model differs from the uncompiled one at batch {rows} "
                     f"on output {index} (max abs error {error:.3g}); set TRITONKIT_COMPILE to false to serve "
