@@ -32,7 +32,7 @@ from tritonkit.bench.raw_compiled import CompiledRawModel
 from tritonkit.bench.rawtable import open_compiled_raw_model, open_raw_model, raw_batches, raw_table
 from tritonkit.bench.runner import BenchSettings, Cell, measure_cell, model_file_of, sample_spec, tensor_shapes
 from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
-from tritonkit.errors import TritonkitError
+from tritonkit.errors import ModelNotReady, TritonkitError
 from tritonkit.repository import ModelConfig, validate_model
 from tritonkit.repository.compiled import COMPILE_PARAMETER, PROGRAM_FILENAME, CompileSettings
 from tritonkit.server import EmbeddedServer
@@ -192,16 +192,21 @@ def run_bench(
         compile_mode = model_compile_mode(model_dir, base)
         if compile_mode is not None and any(serves_compiled(config, base) for config in configs):
             started = time.monotonic()
-            compiled_raw = open_compiled_raw_model(
-                model_file, inputs=RawInputs(tensor_shapes(base), raw_spec),
-                parameters={**parameters, COMPILE_PARAMETER: compile_mode}, model_name=name,
-                max_batch=base.max_batch_size,
-            )  # fmt: skip
-            log(f"compiled the program ({compile_mode}) for the raw timing in {time.monotonic() - started:.1f} s")
-            compiled_rows = raw_table(compiled_raw, raw_batches(base.max_batch_size))
-            log(
-                "raw compiled: " + ", ".join(f"bs {r['batch']} {r['best_samples_per_s']:,.0f}/s" for r in compiled_rows)
-            )
+            try:
+                compiled_raw = open_compiled_raw_model(
+                    model_file, inputs=RawInputs(tensor_shapes(base), raw_spec),
+                    parameters={**parameters, COMPILE_PARAMETER: compile_mode}, model_name=name,
+                    max_batch=base.max_batch_size,
+                )  # fmt: skip
+                log(f"compiled the program ({compile_mode}) for the raw timing in {time.monotonic() - started:.1f} s")
+                compiled_rows = raw_table(compiled_raw, raw_batches(base.max_batch_size))
+                log("raw compiled: " + _rates(compiled_rows))
+            except ModelNotReady as error:
+                # The served cells still count; only their served/raw ratio is missing.
+                log(f"no raw timing of the compiled program, so no served/raw for compiled setups: {error}")
+                if compiled_raw is not None:
+                    compiled_raw.close()
+                compiled_raw = None
     # MPS clients must start after the daemon and see its pipe directory; non-MPS configurations go first.
     ordered = [c for c in configs if not c.mps] + [c for c in configs if c.mps]
     reference = reference_config(ordered)
