@@ -129,6 +129,35 @@ def test_cuda_graph_runner_matches_the_module_at_every_batch_and_split(yield_wai
         np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
 
 
+class _Ids(torch.nn.Module):
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids.float() * 2
+
+
+def test_the_graph_checks_feed_the_model_values_its_samples_allow():
+    from tritonkit.repository.samples import InputSample, SampleSpec
+    from tritonkit.server.backends.gpu_runner import GpuBatchRunner
+
+    # Token ids must stay below the vocabulary size; a capture check fed 0..255 would index past a small embedding.
+    runner = GpuBatchRunner(
+        torch.jit.script(_Ids()),
+        torch.device("cuda", 0),
+        model_name="ids",
+        input_shapes=[(16,)],
+        input_dtypes=[np.dtype(np.int64)],
+        max_batch=4,
+        buckets=[1, 4],
+        use_graphs=True,
+        grad_mode=torch.inference_mode,
+        split_outputs=lambda result: [result],
+        input_names=["ids"],
+        samples=SampleSpec({"ids": InputSample(low=3, high=5)}),
+    )
+    assert runner.uses_graphs, runner.graph_failure
+    # What the last check left in the staging buffer is what the sample maker made for "ids".
+    assert set(np.unique(runner.host_input_arrays[0])) <= {3, 4, 5}
+
+
 class _HostSync(torch.nn.Module):
     """Reads a value back to the host mid-forward, which no CUDA graph can capture."""
 
@@ -217,3 +246,25 @@ def test_bench_loads_every_configuration_fresh_so_four_gpu_instances_share_one_e
     pattern = r"tritonkit: instance (r18_\d+_\d+) of model 'r18' on GPU 0: executor (\w+) \((\d+) instances"
     lines = re.findall(pattern, (tmp_path / "tritonserver.log").read_text())
     assert [(mode, count) for _, mode, count in lines] == [("in_process", "1")] + [("shared", "4")] * 4, lines
+
+
+def test_compiled_aoti_serves_on_the_gpu_from_its_cache(tmp_path: Path) -> None:
+    """The compiled path on a GPU: the package is built at the first load, found again at the second."""
+    from tritonkit.repository import ModelConfig
+    from tritonkit.repository.compiled import CACHE_PARAMETER
+
+    export_model(
+        "resnet18",
+        ExportOptions(format="torchscript", name="r18c", repository=tmp_path, max_batch_size=8, kind="gpu",
+                      precision="fp16", uint8_input=True, compile="aoti"),
+    )  # fmt: skip
+    config = ModelConfig.load(tmp_path / "r18c")
+    config.proto.parameters[CACHE_PARAMETER].string_value = "compile-cache"
+    config.save(tmp_path / "r18c" / "config.pbtxt")
+    frames = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    answers = []
+    for cache in ("miss", "hit"):
+        with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0, startup_timeout_s=900) as server:
+            assert f"compiled (aoti, cache {cache})" in server.log_text()
+            answers.append(infer(server.grpc_url, "r18c", frames, "UINT8"))
+    np.testing.assert_allclose(answers[0], answers[1], atol=1e-2, rtol=1e-2)
