@@ -4,7 +4,8 @@
 never holds the compiler's state; the package is written to the compile cache under a key of the program's bytes,
 the torch version, the GPU and the batch range, and a later load finds it there. ``inductor`` runs
 ``torch.compile`` in the serving process with inductor's caches in the same folder. Either way the compiled module
-is compared with the uncompiled program on random batches before it serves; one that disagrees is not served.
+is compared with the uncompiled program on random batches before it first serves (a package when it is built); one
+that disagrees is not served, and not kept.
 """
 
 from __future__ import annotations
@@ -102,8 +103,12 @@ def compile_program(
     import torch
 
     started = time.perf_counter()
-    plain = torch.export.load(str(program_file)).module().to(device)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def check(module: Callable[..., Any], plain: Any) -> None:
+        _check(module, plain, device, model_name=model_name, inputs=inputs, samples=samples, max_batch=max_batch,
+               grad_mode=grad_mode)  # fmt: skip
+
     if settings.mode == "aoti":
         package = settings.cache_dir / f"{model_name}-{package_key(program_file, device, max_batch)}.pt2"
         cache = "hit" if package.exists() else "miss"
@@ -111,6 +116,13 @@ def compile_program(
             _build_package(program_file, package, device, model_name=model_name)
         index = device.index if device.type == "cuda" else -1
         module: Callable[..., Any] = torch._inductor.aoti_load_package(str(package), device_index=index)
+        if cache == "miss":
+            # Checked once, when built: the key is the program's bytes, so a package found later is one that passed.
+            try:
+                check(module, torch.export.load(str(program_file)).module().to(device))
+            except BaseException:
+                package.unlink(missing_ok=True)
+                raise
     else:
         import torch._inductor.config as inductor_config
 
@@ -118,10 +130,10 @@ def compile_program(
         inductor_config.freezing = True
         # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        plain = torch.export.load(str(program_file)).module().to(device)
         with _inductor_cache(settings.cache_dir):
             module = torch.compile(plain, dynamic=False)
-    _check(module, plain, device, model_name=model_name, inputs=inputs, samples=samples, max_batch=max_batch,
-           grad_mode=grad_mode)  # fmt: skip
+        check(module, plain)
     ready_s = time.perf_counter() - started
     _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}) in {ready_s:.1f} s")
     return CompiledModule(module, settings.mode or "", ready_s, cache)
