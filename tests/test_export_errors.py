@@ -379,8 +379,14 @@ def test_verify_artifact_needs_a_model_file(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"artifact .*missing\.onnx does not exist"):
         verify_artifact(tmp_path / "missing.onnx", module, input_shape=SHAPE, batch_sizes=[1])
     (tmp_path / "model.savedmodel").write_text("x")
-    with pytest.raises(ExportError, match=r"cannot verify model\.savedmodel: expected a \.onnx or a TorchScript \.pt"):
+    with pytest.raises(
+        ExportError,
+        match=r"cannot verify model\.savedmodel: expected a \.onnx, a TorchScript \.pt or a torch\.export \.pt2",
+    ):
         verify_artifact(tmp_path / "model.savedmodel", module, input_shape=SHAPE, batch_sizes=[1])
+    (tmp_path / "model.pt2").write_bytes(b"not a program")
+    with pytest.raises(ExportError, match=r"loading model\.pt2 with torch\.export\.load failed"):
+        verify_artifact(tmp_path / "model.pt2", module, input_shape=SHAPE, batch_sizes=[1])
     (tmp_path / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(ExportError, match=r"loading model\.onnx into onnxruntime failed"):
         verify_artifact(tmp_path / "model.onnx", module, input_shape=SHAPE, batch_sizes=[1])
