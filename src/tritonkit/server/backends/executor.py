@@ -152,6 +152,7 @@ class Executor:
         index = len(self.lanes)
         buffers = SharedBuffers(index, page_lock=self.on_gpu)
         if self.on_gpu:
+            from tritonkit.repository.samples import SampleSpec
             from tritonkit.server.backends.gpu_runner import GpuBatchRunner
 
             lane: Lane = GpuBatchRunner(
@@ -168,6 +169,8 @@ class Executor:
                 split_outputs=self.split_outputs,
                 host_allocator=buffers.allocate,
                 chain=self.order,
+                input_names=[entry.name for entry in self.spec.inputs],
+                samples=SampleSpec.from_parameters(self.spec.parameters, model=self.model_name),
             )
         else:
             lane = _HostLane(self.module, self.grad_mode, self.split_outputs, self.spec, buffers)

@@ -6,9 +6,9 @@ the call runs on the instance's own CUDA stream with one synchronisation at the 
 With CUDA graphs (the default on a GPU) each batch bucket is captured once at load time, together with its copies:
 pinned input buffer to GPU, the model, GPU outputs to pinned output buffers. A call is then one memcpy on the host
 and one graph launch, instead of a few hundred kernel launches and three copy calls from the interpreter; at batch
-1 that overhead was most of the model's time (3.0 ms as a module against 0.58 ms as a graph for ResNet-50 on an
-H100). A batch runs in the smallest bucket that holds it; the padding rows hold stale data and their outputs are
-dropped. Each captured graph is checked against the plain module on fresh random data before it is used; a model
+1 that overhead was most of the model's time (docs/performance.md). A batch runs in the smallest bucket that holds
+it; the padding rows hold stale data and their outputs are dropped. Each captured graph is checked against the
+plain module on fresh random inputs (within the model's ``TRITONKIT_SAMPLES`` ranges) before it is used; a model
 that cannot be captured (data-dependent shapes, host synchronisation) or whose graph disagrees runs without
 graphs, and the reason is logged.
 """
@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 
 __all__ = ["GPU_WAITS", "GpuBatchRunner", "GpuOrder", "default_buckets", "parse_buckets", "stage_rows"]
 
@@ -35,8 +37,8 @@ def default_buckets(max_batch: int) -> list[int]:
 
     A batch runs in the smallest bucket that holds it, so the padding rows are GPU time for nothing: the steps keep
     them under about a quarter of the batch. With the coarser 1, 2, 4, 8, 16, 24, ... a batch of 9 ran as 16
-    rows, 1.35 ms instead of about 0.98 ms for ResNet-50 on an H200, and dynamic batching at moderate load forms
-    exactly such batches. Each bucket is one more graph captured at load.
+    rows and took the GPU time of 16 (docs/performance.md), and dynamic batching at moderate load forms exactly
+    such batches. Each bucket is one more graph captured at load.
     """
     if max_batch < 1:
         return [1]
@@ -83,12 +85,11 @@ def stage_rows(staging: Sequence[np.ndarray], parts: Sequence[Sequence[np.ndarra
 class GpuOrder:
     """Puts the big batches of several lanes on the GPU one after another, small ones side by side.
 
-    Small batches leave most of the GPU idle, so lanes gain by running them concurrently (four batch-1 ResNet-50
-    graphs on four streams: 2.4x one). Bigger ones side by side only slow each other down, and at a fixed number
-    of requests in flight longer batches mean fewer answers per second (measured: 8 concurrent batch-64 lanes at
-    0.80 of raw; 4 lanes of about 10-row batches served 8,141 req/s side by side against 9,202 in order). A batch
-    of ``serial_rows`` rows or more therefore waits, on the GPU and not on the host, for the previous such batch:
-    its stream waits on that batch's event.
+    Small batches leave most of the GPU idle, so lanes gain by running them concurrently. Bigger ones side by side
+    only slow each other down, and at a fixed number of requests in flight longer batches mean fewer answers per
+    second; ordering even batches of about 10 rows served more than running them side by side (docs/performance.md,
+    "How the shared executor works"). A batch of ``serial_rows`` rows or more therefore waits, on the GPU and not
+    on the host, for the previous such batch: its stream waits on that batch's event.
     """
 
     def __init__(self, serial_rows: int) -> None:
@@ -134,6 +135,8 @@ class GpuBatchRunner:
         host_allocator: Callable[[tuple[int, ...], Any], Any] | None = None,
         chain: GpuOrder | None = None,
         yield_wait: bool = False,
+        input_names: Sequence[str] | None = None,
+        samples: SampleSpec | None = None,
     ) -> None:
         import torch
 
@@ -145,6 +148,14 @@ class GpuBatchRunner:
         self.buckets = list(buckets)
         self.grad_mode = grad_mode
         self.split_outputs = split_outputs
+        # What the load-time checks feed the model: valid values for each input (token ids within the vocabulary),
+        # the same ones every other command makes for this model.
+        names = input_names or [f"input__{index}" for index in range(len(input_shapes))]
+        self.input_tensors = [
+            TensorShape(name, np.dtype(dtype), tuple(shape))
+            for name, shape, dtype in zip(names, input_shapes, input_dtypes)
+        ]
+        self.samples = samples or SampleSpec()
         self.stream = torch.cuda.Stream(device)
         # With a chain (the shared executor), big batches keep their copy-in out of the graph: the copy may overlap
         # another lane's batch while the graph waits for its turn.
@@ -187,13 +198,9 @@ class GpuBatchRunner:
             return self.split_outputs(self.module(*(tensor[:rows] for tensor in self.device_inputs)))
 
     def _fill_random(self, generator: np.random.Generator) -> None:
-        for array in self.host_input_arrays:
-            if np.issubdtype(array.dtype, np.integer):
-                array[...] = generator.integers(0, 256, size=array.shape).astype(array.dtype)
-            elif array.dtype == np.bool_:
-                array[...] = generator.integers(0, 2, size=array.shape).astype(bool)
-            else:
-                array[...] = generator.standard_normal(array.shape).astype(array.dtype)
+        batch = make_batch(self.input_tensors, self.samples, self.max_rows, generator)
+        for tensor, array in zip(self.input_tensors, self.host_input_arrays):
+            array[...] = batch[tensor.name]
         with self._torch.cuda.stream(self.stream):
             for host, device in zip(self.host_inputs, self.device_inputs):
                 device.copy_(host, non_blocking=True)

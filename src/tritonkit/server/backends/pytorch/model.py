@@ -9,8 +9,8 @@ A KIND_GPU instance of a model with a batch axis and fixed per-sample shapes run
 ``TRITONKIT_CUDA_GRAPHS`` is "false", one CUDA graph per batch bucket (``TRITONKIT_CUDA_GRAPH_BATCH_SIZES``,
 by default 1 to 4, then steps of 2, 4 and 8 up to max_batch_size). ``TRITONKIT_GPU_WAIT`` "spin" (the default,
 CUDA's own choice with one context per process) or "yield" says how a call waits for its GPU work: "yield" sleeps
-on a blocking event and frees the core for the host work of other instances and clients (on a 16-core H200 host,
-whose cores were not the limit, it made every measured cell slower: docs/performance.md).
+on a blocking event and frees the core for the host work of other instances and clients (on a host whose cores
+were not the limit it made every measured cell slower: docs/performance.md).
 
 ``TRITONKIT_EXECUTOR`` says where that runner lives (see :mod:`~tritonkit.server.backends.executor_link`):
 "in_process" (in this stub), "shared" (one executor process per model and device, one lane per instance), or
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tritonkit.repository.samples import TensorShape
+from tritonkit.repository.backends import DEFAULT_MODEL_FILENAMES
+from tritonkit.repository.samples import SampleSpec, TensorShape
 from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
 from tritonkit.server.backends.pytorch.loading import load_served, output_splitter, runner_settings
 
@@ -34,7 +35,7 @@ __all__ = ["TritonPythonModel"]
 
 
 class TritonPythonModel(BatchingBackendModel):
-    default_model_filename = "model.pt"
+    default_model_filename = DEFAULT_MODEL_FILENAMES["pytorch"]
 
     def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
         from tritonkit.server.backends.executor_link import resolve_executor_mode
@@ -97,6 +98,8 @@ class TritonPythonModel(BatchingBackendModel):
                 yield_wait=settings.yield_wait,
                 grad_mode=grad_mode,
                 split_outputs=split_outputs,
+                input_names=input_order,
+                samples=SampleSpec.from_parameters(parameters, model=self.model_name),
             )
 
         def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
