@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 # The queue delay tritonkit writes and benches by default. A delay is paid in full by a request that arrives at
-# an idle instance, and under load batches form while instances are busy anyway: on an H200 a 250 µs delay
-# served as much as no delay at 64 requests in flight, while 2,000 µs added about 2.5 ms to every request at
-# low load (docs/performance.md, "tritonkit bench on one H200").
+# an idle instance, and under load batches form while instances are busy anyway: this short delay served as much
+# as none at high load, while the old, longer one added milliseconds to every request at low load
+# (docs/performance.md, "The queue delay").
 DEFAULT_QUEUE_DELAY_US = 250
 
 

@@ -1,12 +1,12 @@
 """The stub's side of the shared executor: find or start the one process that runs a model on a device, and use it.
 
 Triton's python backend runs every model instance as its own stub process. Several stubs on one GPU are several
-CUDA contexts, and a GPU runs one context at a time: four instances of ResNet-50 at batch 1 were no faster than
-one (measured on an H100, docs/performance.md). With the shared executor, the stubs keep the per-request work
-(reading requests, building responses: parallel over processes) and hand each batch to one executor process per
-model and device, which owns the CUDA context, the weights (once) and one *lane* per stub: a CUDA stream with its
-own page-locked buffers and CUDA graphs. Lanes run side by side in one context, the way the native libtorch
-backend runs its instances.
+CUDA contexts, and a GPU runs one context at a time: instances of a batch-1 model in contexts of their own take
+turns on the GPU instead of sharing it (docs/performance.md). With the shared executor, the stubs keep the
+per-request work (reading requests, building responses: parallel over processes) and hand each batch to one
+executor process per model and device, which owns the CUDA context, the weights (once) and one *lane* per stub: a
+CUDA stream with its own page-locked buffers and CUDA graphs. Lanes run side by side in one context, the way the
+native libtorch backend runs its instances.
 
 The data path has no extra copy: the executor creates each lane's buffers as memfds, page-locks them and passes
 the file descriptors to the stub over a Unix socket (``SCM_RIGHTS``); the stub writes the requests' rows straight
@@ -121,8 +121,8 @@ def resolve_executor_mode(
 def serial_rows(parameters: Mapping[str, str], *, model_name: str, max_batch: int) -> int:
     """``TRITONKIT_EXECUTOR_SERIAL_ROWS``: batches this big run one after another on the GPU (default 8).
 
-    Measured with ResNet-50 on an H200, 4 instances, single frames at c=64 (batches of about 10 rows): 9,202 req/s
-    with 8, 7,793 with 32, 8,141 with every batch side by side (docs/performance.md, batching sweep).
+    8 is the row count that served the most single frames at 64 requests in flight, against a larger one and against
+    no ordering at all (docs/performance.md, batching sweep).
     """
     text = parameters.get("TRITONKIT_EXECUTOR_SERIAL_ROWS")
     if text is None:
