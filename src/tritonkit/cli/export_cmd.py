@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tritonkit.cli.common import console, fail_cleanly, parse_int_list
+from tritonkit.repository.backends import ModelFormat
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 __all__ = ["export"]
@@ -18,7 +19,7 @@ __all__ = ["export"]
 
 def export(
     model: str = typer.Argument(..., help="A torchvision model name (resnet18, ...) or package.module:factory."),
-    format: Literal["onnx", "torchscript"] = typer.Option("onnx", "--format", "-f", help="Artifact format."),
+    format: ModelFormat = typer.Option("onnx", "--format", "-f", help="Artifact format."),
     name: str | None = typer.Option(None, help="Model name in the repository (default: from MODEL)."),
     repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
     version: int = typer.Option(1, min=1, help="Version folder to write."),

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -15,18 +15,17 @@ from tritonkit.export.models import IMAGENET_MEAN, safe_model_name
 from tritonkit.export.onnx import MIN_OPSET, OnnxExporter
 from tritonkit.export.precision import Precision, Tolerance, default_tolerance
 from tritonkit.export.signature_sources import read_signature_file
+from tritonkit.repository.backends import ModelFormat
 from tritonkit.repository.compiled import COMPILE_MODES, CompileMode
 from tritonkit.repository.samples import InputSample, SampleSpec, parse_input_option, parse_length
 from tritonkit.repository.spec import DEFAULT_QUEUE_DELAY_US
 
 DeclaredInput = tuple[str, Any, tuple[int, ...], InputSample]
 
-__all__ = ["IMAGE_DEFAULT_SHAPE", "ExportFormat", "ExportOptions", "parse_input_shape"]
+__all__ = ["IMAGE_DEFAULT_SHAPE", "ExportOptions", "parse_input_shape"]
 
 # What a model whose forward takes one tensor is fed when nothing declares its input: an ImageNet image.
 IMAGE_DEFAULT_SHAPE = (3, 224, 224)
-
-ExportFormat = Literal["onnx", "torchscript"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -64,7 +63,7 @@ class ExportOptions:
     CUDA GPU when torch sees one, everything else on the CPU.
     """
 
-    format: ExportFormat = "onnx"
+    format: ModelFormat = "onnx"
     name: str | None = None
     repository: Path = Path("model_repository")
     version: int = 1
@@ -102,8 +101,8 @@ class ExportOptions:
         object.__setattr__(self, "gpus", tuple(self.gpus))
         if self.weights is not None:
             object.__setattr__(self, "weights", Path(self.weights))
-        if self.format not in ("onnx", "torchscript"):
-            raise ExportError(f"unknown format {self.format!r}; choose onnx or torchscript")
+        if self.format not in get_args(ModelFormat):
+            raise ExportError(f"unknown format {self.format!r}; choose {' or '.join(get_args(ModelFormat))}")
         if self.compile is not None:
             if self.compile not in COMPILE_MODES:
                 raise ExportError(f"unknown compile mode {self.compile!r}; choose {' or '.join(COMPILE_MODES)}")

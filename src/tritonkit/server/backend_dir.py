@@ -12,11 +12,13 @@ import shutil
 import stat
 from pathlib import Path
 
+from tritonkit.repository.backends import SERVABLE_BACKENDS
 from tritonkit.server.distribution import TritonDistribution
 
 __all__ = ["PYTHON_BASED_BACKENDS", "lay_out_backend_dir"]
 
-PYTHON_BASED_BACKENDS = ("onnxruntime", "pytorch")
+# Every backend tritonkit serves, it serves here through a Python-based one of its own.
+PYTHON_BASED_BACKENDS = SERVABLE_BACKENDS
 _BACKENDS_SOURCE = Path(__file__).resolve().parent / "backends"
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tritonkit.repository.backends import DEFAULT_MODEL_FILENAMES
 from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner
 
 __all__ = ["TritonPythonModel"]
 
 
 class TritonPythonModel(BatchingBackendModel):
-    default_model_filename = "model.onnx"
+    default_model_filename = DEFAULT_MODEL_FILENAMES["onnxruntime"]
 
     def load(self, model_file: Path, kind: str, device_id: int, parameters: Mapping[str, str]) -> ModelRunner:
         import onnxruntime as ort
