@@ -11,11 +11,14 @@ from typer.testing import CliRunner
 
 from conftest import export_tiny
 from tritonkit.bench import Cell, default_configs
+from tritonkit.bench.control import model_processes, unload_and_wait
 from tritonkit.bench.session import BenchResult
 from tritonkit.bench.sweep import SweepStop, describe_limit, next_concurrency
 from tritonkit.bench.text import paragraph, table
 from tritonkit.bench.verdict import seed_rows, seed_table, verdict
 from tritonkit.cli import app
+from tritonkit.repository import ModelConfig
+from tritonkit.server import EmbeddedServer
 
 runner = CliRunner()
 EXECUTOR_LINE = re.compile(r"tritonkit: instance (\S+) of model 'tiny_pt' on CPU 0: executor (\w+) \((\d+) instances")
@@ -198,3 +201,18 @@ def test_the_raw_table_comes_from_the_timer_the_factory_picked(torchscript_repos
     assert [(row["batch"], row["graph_ms"]) for row in rows] == [(1, None), (2, None)]
     assert all(row["module_ms"] > 0 and row["best_samples_per_s"] > 0 for row in rows)
     assert raw_table(NoRaw(), [4]) == [{"batch": 4, "module_ms": 0.0, "graph_ms": None, "best_samples_per_s": 0.0}]
+
+
+def test_an_unload_waits_until_the_models_stubs_and_executor_have_exited(tmp_path):
+    """The bench loads the next configuration only once the last one's processes (and their memory) are gone."""
+    model_dir = export_tiny(tmp_path, "tiny_lanes", "torchscript", instances=2)
+    config = ModelConfig.load(model_dir / "config.pbtxt")
+    config.proto.parameters["TRITONKIT_EXECUTOR"].string_value = "shared"
+    config.save()
+    with EmbeddedServer(
+        tmp_path, http_port=0, grpc_port=0, metrics_port=0, model_control="explicit", load_models=["tiny_lanes"]
+    ) as server:
+        # Two stubs (named by their instances) and the executor they share (named by its spec).
+        assert len(model_processes(server.pid or 0, "tiny_lanes")) == 3
+        unload_and_wait(server.grpc_url, "tiny_lanes", server.pid)
+        assert model_processes(server.pid or 0, "tiny_lanes") == []

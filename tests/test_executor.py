@@ -27,7 +27,7 @@ from tritonkit.server import EmbeddedServer
 from tritonkit.server.backends.base import TensorInfo
 from tritonkit.server.backends.executor_link import executor_folder
 from tritonkit.server.backends.pytorch.model import TritonPythonModel as TorchBackend
-from tritonkit.server.processes import process_group_members
+from tritonkit.server.processes import child_commands
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,14 +43,8 @@ def with_parameters(model_dir: Path, **parameters: str) -> Path:
 
 
 def executor_pids(server: EmbeddedServer) -> list[int]:
-    pids = []
-    for pid in process_group_members(server.pid or 0):
-        try:
-            if b"tritonkit.server.backends.executor" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except OSError:  # exited meanwhile
-            continue
-    return pids
+    commands = child_commands(server.pid or 0)
+    return [pid for pid, argv in commands.items() if "tritonkit.server.backends.executor" in argv]
 
 
 def server_files(server_pid: int) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2
@@ -24,7 +23,7 @@ from tritonkit.bench.configs import BenchConfig
 from tritonkit.client.errors import classify
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository import ModelConfig
-from tritonkit.server.processes import process_group_members
+from tritonkit.server.processes import child_commands
 
 __all__ = ["load_configuration", "load_override", "model_processes", "unload_and_wait"]
 
@@ -36,17 +35,11 @@ def model_processes(server_pid: int, name: str) -> list[int]:
     """
     instance = re.compile(rf"{re.escape(name)}_\d+_\d+")
     spec = f'"model_name": {json.dumps(name)}'
-    found = []
-    for pid in process_group_members(server_pid):
-        if pid == server_pid:
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(instance.fullmatch(arg) for arg in argv) or any(spec in arg for arg in argv):
-            found.append(pid)
-    return found
+    return [
+        pid
+        for pid, argv in child_commands(server_pid).items()
+        if any(instance.fullmatch(arg) for arg in argv) or any(spec in arg for arg in argv)
+    ]
 
 
 def unload_and_wait(grpc_url: str, name: str, server_pid: int | None, timeout_s: float = 120.0) -> None:

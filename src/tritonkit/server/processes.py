@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "is_live", "parent_process", "process_group_members", "stub_processes"]
+__all__ = ["child_commands", "cpu_seconds", "is_live", "parent_process", "process_group_members", "stub_processes"]
 
 
 def _live_stat_fields(pid: int) -> list[str] | None:
@@ -54,6 +54,19 @@ def process_group_members(pgid: int) -> list[int]:
     ]
 
 
+def child_commands(server_pid: int) -> dict[int, list[str]]:
+    """The arguments of a server's live children (its process group, the server left out), by pid."""
+    commands = {}
+    for pid in process_group_members(server_pid):
+        if pid == server_pid:
+            continue
+        try:
+            commands[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # exited since the group was listed
+    return commands
+
+
 def stub_processes(server_pid: int, repository: Path) -> dict[tuple[str, str], int]:
     """Live python-backend stubs of a server: (model, instance) -> pid.
 
@@ -62,13 +75,7 @@ def stub_processes(server_pid: int, repository: Path) -> dict[tuple[str, str], i
     """
     repository = Path(repository).resolve()
     found: dict[tuple[str, str], int] = {}
-    for pid in process_group_members(server_pid):
-        if pid == server_pid:
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for pid, argv in child_commands(server_pid).items():
         if len(argv) < 3 or "stub" not in Path(argv[0]).name:
             continue
         try:
