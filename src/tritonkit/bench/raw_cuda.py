@@ -78,7 +78,9 @@ class CudaRawModel:
 
             return call
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream):
+        # Captured as the backend's runner captures (thread_local): a compiled package's own threads may touch CUDA
+        # while this thread records, which the default mode turns into an error in the middle of the capture.
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
             self.module(*batch)
         return graph.replay
 
@@ -123,7 +125,7 @@ class CudaRawModel:
                     self.module(*batch)
             lane.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), torch.cuda.graph(graph, stream=lane):
+            with torch.inference_mode(), torch.cuda.graph(graph, stream=lane, capture_error_mode="thread_local"):
                 self.module(*batch)
             graphs.append(graph)
         torch.cuda.synchronize(self.device)
