@@ -188,6 +188,25 @@ def test_the_verdict_gives_the_several_gpu_ratio():
     result = BenchResult("m", cells, {"elapsed_s": 60.0, "settings": {"frames_per_request": 1}}, configs=by_key)
     flat = " ".join(verdict(result, None).split())
     assert "One instance group on each of 2 GPUs served 24,600/s against 12,500/s on one: 1.97×." in flat
+    assert "no-work stand-in carried" not in flat  # no ceiling measured for that row: nothing said
+    context = {
+        "elapsed_s": 60.0,
+        "settings": {"frames_per_request": 1},
+        "spread_ceilings": {"i4b64d250@gpus0,1": {"samples_per_s": 61500.0, "note": ""}},
+    }
+    flat = " ".join(verdict(BenchResult("m", cells, context, configs=by_key), None).split())
+    assert (
+        "At the same load the no-work stand-in carried 61,500/s, 2.5× what those GPUs served, so the client side "
+        "may limit them." in flat
+    )
+
+
+def test_a_compiled_model_gets_torchscript_twins_on_one_gpu_and_several():
+    configs = default_configs(4, 64, 250, gpu=True, mps=False, gpus=(0, 1), compiled=True)
+    assert [c.key for c in configs] == [
+        "i1@gpus0", "i1+script@gpus0", "i4@gpus0", "i4+own@gpus0", "i4b64d250@gpus0", "i4b64d250+script@gpus0",
+        "i4b64d250@gpus0,1", "i4b64d250+script@gpus0,1",
+    ]  # fmt: skip
 
 
 def test_the_raw_table_comes_from_the_timer_the_factory_picked(torchscript_repository):

@@ -161,7 +161,7 @@ def default_configs(
     their own processes (time-sliced by the GPU) and, where an MPS daemon can run, the same under MPS, and
     batching is measured with N instances only. With ``gpus`` (two or more), the batching configuration is added
     with one instance group per GPU. For a ``compiled`` model (exported with ``--compile``), 1 instance and the
-    batching configuration are measured from the TorchScript file too, side by side.
+    batching configurations (one GPU and several) are measured from the TorchScript file too, side by side.
     """
     # With several GPUs listed, the one-GPU rows are pinned to the first: a KIND_GPU group without ``gpus`` would
     # put its instances on every GPU.
@@ -181,6 +181,8 @@ def default_configs(
             configs.append(BenchConfig(instances, max_batch, delay_us, gpus=tuple(gpus)))
     if compiled:
         twins = {BenchConfig(1, gpus=one), BenchConfig(instances, max_batch, delay_us, gpus=one)}
+        if len(gpus) > 1:
+            twins.add(BenchConfig(instances, max_batch, delay_us, gpus=tuple(gpus)))
         configs = [
             twin
             for config in configs

@@ -194,6 +194,16 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
                 f"{multi.best.samples_per_s:,.0f}/s against {one_gpu.best.samples_per_s:,.0f}/s on one: "
                 f"{_x(multi, one_gpu)}."
             )
+        spread_ceilings = context.get("spread_ceilings")
+        entry = spread_ceilings.get(spread.key) if isinstance(spread_ceilings, Mapping) else None
+        carried = entry.get("samples_per_s") if isinstance(entry, Mapping) else None
+        if isinstance(carried, int | float) and carried > 0:
+            times = carried / multi.best.samples_per_s
+            limit = "so the client side did not limit them" if times >= 3 else "so the client side may limit them"
+            sentences.append(
+                f"At the same load the no-work stand-in carried {carried:,.0f}/s, {times:.1f}× what those GPUs "
+                f"served, {limit}."
+            )
     settings = context.get("settings")
     frames = int(settings.get("frames_per_request", 1)) if isinstance(settings, Mapping) else 1
     best = max((r for r in rows if r.best.frames_per_request == frames), key=_rate, default=rows[0])
