@@ -29,7 +29,7 @@ def mypy_config() -> dict:
 def test_mypy_checks_every_module_with_typed_defs() -> None:
     config = mypy_config()
     assert config["files"] == ["src/tritonkit"]
-    for flag in ("disallow_untyped_defs", "check_untyped_defs", "warn_unused_ignores"):
+    for flag in ("disallow_untyped_defs", "check_untyped_defs", "warn_unused_ignores", "warn_return_any"):
         assert config.get(flag) is True, flag
     assert "ignore_errors" not in config and "ignore_missing_imports" not in config
 

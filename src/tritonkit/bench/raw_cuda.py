@@ -100,7 +100,7 @@ class CudaRawModel:
                     call()
                 end.record(self.stream)
             end.synchronize()
-            return start.elapsed_time(end) / calls
+            return float(start.elapsed_time(end)) / calls
 
         per_call = block(5)
         calls = max(5, int(min_block_ms / max(per_call, 1e-3)))

@@ -103,7 +103,7 @@ def output_byte_size(output: model_config_pb2.ModelOutput, rows: int) -> int:
     """Bytes of one output for a request of ``rows`` rows (fixed dims only: shared memory is sized up front)."""
     if any(dim < 0 for dim in output.dims):
         raise ModelNotReady(f"output {output.name!r} has variable dims; shared-memory load needs fixed output shapes")
-    return rows * math.prod(output.dims) * to_numpy_dtype(triton_dtype_name(output.data_type)).itemsize
+    return int(rows * math.prod(output.dims) * to_numpy_dtype(triton_dtype_name(output.data_type)).itemsize)
 
 
 def model_file_of(model_dir: Path, config: ModelConfig) -> Path:

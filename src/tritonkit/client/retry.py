@@ -32,7 +32,7 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""
-        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+        return float(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
 
     @staticmethod
     def safe_to_retry(original: BaseException, classified: TritonkitError) -> bool:

@@ -93,7 +93,7 @@ class ModelStats:
         def per_request_us(name: str) -> float:
             """Total time between the snapshots over the requests between them."""
             total = getattr(self, name) * timed_now - getattr(earlier, name) * timed_earlier
-            return total / per_request
+            return float(total / per_request)
 
         batch_counts = {
             size: count - earlier.batch_counts.get(size, 0)

@@ -128,7 +128,8 @@ class UInt8Frames(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = frames.permute(0, 3, 1, 2).float().div(255.0)
-        return self.module((x - self.mean) / self.std)
+        result: torch.Tensor | tuple[torch.Tensor, ...] = self.module((x - self.mean) / self.std)
+        return result
 
 
 def _resolve(ref: str) -> tuple[Callable[[], object], str]:

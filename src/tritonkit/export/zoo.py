@@ -140,4 +140,5 @@ def tiny_bert(vocab_size: int = 1000, max_length: int = 128) -> nn.Module:
         max_position_embeddings=max_length,
         type_vocab_size=2,
     )
-    return BertModel(config).eval()
+    model: nn.Module = BertModel(config).eval()
+    return model

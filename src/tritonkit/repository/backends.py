@@ -47,5 +47,6 @@ PLATFORM_BACKENDS = {
 def resolve_backend(config: model_config_pb2.ModelConfig) -> str:
     """The backend that serves ``config``: its ``backend``, else the one its ``platform`` implies."""
     if config.backend:
-        return config.backend
-    return PLATFORM_BACKENDS.get(config.platform, config.platform)
+        return str(config.backend)
+    platform = str(config.platform)
+    return PLATFORM_BACKENDS.get(platform, platform)

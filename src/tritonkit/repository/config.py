@@ -73,7 +73,7 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        return self.proto.name
+        return str(self.proto.name)
 
     @property
     def backend(self) -> str:
@@ -82,7 +82,7 @@ class ModelConfig:
 
     @property
     def max_batch_size(self) -> int:
-        return self.proto.max_batch_size
+        return int(self.proto.max_batch_size)
 
     @property
     def is_modified(self) -> bool:

@@ -151,7 +151,7 @@ def from_numpy_dtype(dtype: Any) -> str:
 def config_data_type(name: str) -> int:
     """The ``model_config_pb2.DataType`` value for a Triton name: "FP32" -> TYPE_FP32."""
     triton_name = normalize_dtype_name(name)
-    return model_config_pb2.DataType.Value(_CONFIG_ENUM_NAME.get(triton_name, f"TYPE_{triton_name}"))
+    return int(model_config_pb2.DataType.Value(_CONFIG_ENUM_NAME.get(triton_name, f"TYPE_{triton_name}")))
 
 
 def triton_dtype_name(data_type: int) -> str:

@@ -87,7 +87,7 @@ def _values_equal(field: FieldDescriptor, original: Message, updated: Message) -
         return list(old) == list(new)
     if field.has_presence and original.HasField(field.name) != updated.HasField(field.name):
         return False
-    return getattr(original, field.name) == getattr(updated, field.name)
+    return bool(getattr(original, field.name) == getattr(updated, field.name))
 
 
 def _is_map(field: FieldDescriptor) -> bool:
@@ -138,7 +138,7 @@ def _scalar_token(message: Message, field: FieldDescriptor, value: Any) -> str:
         return rendered[len(prefix) :]
     # proto3 does not print a default value, so spell it out; the user had written this field.
     if field.type == FieldDescriptor.TYPE_ENUM:
-        return field.enum_type.values_by_number[value].name
+        return str(field.enum_type.values_by_number[value].name)
     if field.type == FieldDescriptor.TYPE_BOOL:
         return "false"
     if field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):

@@ -99,7 +99,8 @@ class _HostLane:
 
     def _forward(self, rows: int) -> list[Any]:
         with self.grad_mode():
-            return self.split_outputs(self.module(*(tensor[:rows] for tensor in self.host_inputs)))
+            outputs: list[Any] = self.split_outputs(self.module(*(tensor[:rows] for tensor in self.host_inputs)))
+        return outputs
 
     def run_staged(self, rows: int) -> None:
         for host, tensor in zip(self.host_outputs, self._forward(rows)):
