@@ -51,6 +51,7 @@ __all__ = [
     "remove_executor_files",
     "resolve_executor_mode",
     "serial_rows",
+    "server_python",
 ]
 
 EXECUTOR_MODES = ("auto", "shared", "in_process")
@@ -158,7 +159,7 @@ def remove_executor_files(server_pid: int) -> None:
                 entry.unlink()
 
 
-def _python() -> str:
+def server_python() -> str:
     # Inside a stub, sys.executable may be the stub binary; the python3 first on PATH is the server's environment.
     if Path(sys.executable).name.startswith("python"):
         return sys.executable
@@ -240,7 +241,8 @@ class ExecutorRunner:
                 self.socket_path.unlink()  # a dead executor's socket
             with contextlib.suppress(FileNotFoundError):
                 error_path.unlink()
-            command = [_python(), "-m", "tritonkit.server.backends.executor", str(self.socket_path), spec.to_json()]
+            module = "tritonkit.server.backends.executor"
+            command = [server_python(), "-m", module, str(self.socket_path), spec.to_json()]
             # stdout and stderr are the stub's: the executor's lines land in the server log.
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)
             deadline = time.monotonic() + timeout_s

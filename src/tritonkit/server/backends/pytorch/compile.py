@@ -25,6 +25,7 @@ import numpy as np
 
 from tritonkit.repository.compiled import CompileSettings
 from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.server.backends.executor_link import server_python
 
 __all__ = ["CompiledModule", "compile_program", "main", "package_key"]
 
@@ -66,18 +67,17 @@ def package_key(program_file: Path, device: Any, max_batch: int) -> str:
     return digest.hexdigest()[:24]
 
 
-def _python() -> str:
-    from tritonkit.server.backends.executor_link import _python as server_python
-
-    return server_python()
+def _cache_variables(folder: Path) -> dict[str, str]:
+    """The environment that puts inductor's and Triton's on-disk caches in ``folder``."""
+    return {"TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"), "TRITON_CACHE_DIR": str(folder / "triton")}
 
 
 @contextlib.contextmanager
 def _inductor_cache(folder: Path) -> Iterator[None]:
     """Point inductor's and Triton's on-disk caches at ``folder`` for what runs inside."""
-    saved = {key: os.environ.get(key) for key in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
-    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    variables = _cache_variables(folder)
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
@@ -144,10 +144,10 @@ def _build_package(program_file: Path, package: Path, device: Any, *, model_name
     # AOTInductor insists on the .pt2 suffix.
     partial = package.with_name(f".{package.stem}.{os.getpid()}.partial.pt2")
     target = f"cuda:{device.index}" if device.type == "cuda" else "cpu"
-    command = [_python(), "-m", "tritonkit.server.backends.pytorch.compile", str(program_file), str(partial), target]
+    module = "tritonkit.server.backends.pytorch.compile"
+    command = [server_python(), "-m", module, str(program_file), str(partial), target]
     _log(f"model {model_name!r}: compiling an AOTInductor package into {package.parent} (first load only)")
-    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(package.parent / "inductor"))
-    env["TRITON_CACHE_DIR"] = str(package.parent / "triton")
+    env = {**os.environ, **_cache_variables(package.parent)}
     try:
         # Its output is the stub's: a compiler error lands in the server log next to this model's lines.
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, timeout=_COMPILE_TIMEOUT_S, check=False)
