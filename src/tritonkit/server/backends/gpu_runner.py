@@ -178,8 +178,12 @@ class GpuBatchRunner:
         self.graph_failure = ""
         self.clock: Any = None  # a PhaseClock, when the backend profiles
         if use_graphs:
+            started = time.perf_counter()
             try:
                 self._capture()
+                # In the server log: where a load's time goes (docs/performance.md, "Compiled models").
+                _log(f"model {model_name!r}: {len(self.graphs)} CUDA graphs warmed, captured and checked in "
+                     f"{time.perf_counter() - started:.1f} s")  # fmt: skip
             except Exception as error:  # any capture failure means: serve without graphs, and say why
                 self.graphs.clear()
                 self.graph_failure = f"{type(error).__name__}: {error}"
