@@ -168,3 +168,43 @@ def test_bench_sets_compiled_against_torchscript(compiled_repository: Path, tmp_
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the verdict is wrapped at 80 columns
     assert re.search(r"Compiled, 1 inst served [\d,]+/s against [\d,]+/s from the TorchScript file: [\d.]+×", text)
+
+
+def test_inductor_serves_from_the_stub(tmp_path: Path, eager_tiny) -> None:
+    export_tiny(tmp_path, "tiny_ind", "torchscript", max_batch_size=4, compile="inductor")
+    config = ModelConfig.load(tmp_path / "tiny_ind")
+    config.proto.parameters[CACHE_PARAMETER].string_value = "compile-cache"
+    config.save(tmp_path / "tiny_ind" / "config.pbtxt")
+    with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0) as server:
+        with Client(server.grpc_url, "tiny_ind") as client:
+            answers = np.asarray(client.infer(FRAMES[:3])["output__0"])
+        log = server.log_text()
+    assert "compiled (inductor, cache inductor)" in log
+    np.testing.assert_allclose(answers, eager_tiny(FRAMES[:3]), atol=1e-4, rtol=1e-3)
+    assert any((tmp_path / "tiny_ind" / "compile-cache" / "inductor").iterdir())
+
+
+def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_path: Path) -> None:
+    import torch
+    from torch._dynamo.utils import counters
+
+    from tritonkit.server.backends.pytorch.compile import compile_program
+
+    export_tiny(tmp_path, "tiny_ind", "torchscript", max_batch_size=4, compile="inductor")
+    inputs = [TensorShape("input__0", np.dtype(np.float32), TINY_SHAPE)]
+    compiled = compile_program(
+        tmp_path / "tiny_ind" / "1" / PROGRAM_FILENAME, CompileSettings("inductor", tmp_path / "cache"),
+        torch.device("cpu"), model_name="tiny_ind", inputs=inputs, samples=SampleSpec(), max_batch=4,
+        grad_mode=torch.inference_mode, warm_batches=[1, 3],
+    )  # fmt: skip
+
+    def graphs_after_a_call(rows: int) -> int:
+        batch = torch.from_numpy(FRAMES[:rows])  # made as the GPU runner makes its buffers, outside the grad mode
+        with torch.inference_mode():
+            compiled.module(batch)
+        return int(counters["stats"]["unique_graphs"])
+
+    loaded = int(counters["stats"]["unique_graphs"])
+    # Batch 3 was warmed, 1 and 4 checked: no compile when they come; batch 2 is a new graph.
+    assert [graphs_after_a_call(rows) - loaded for rows in (3, 1, 4)] == [0, 0, 0]
+    assert graphs_after_a_call(2) > loaded

@@ -23,6 +23,7 @@ import numpy as np
 from tritonkit.bench.raw import RawInputs, RawMeasurement
 from tritonkit.errors import ModelNotReady
 from tritonkit.repository.samples import SAMPLES_PARAMETER, SampleSpec, TensorShape
+from tritonkit.server.processes import exit_description
 
 __all__ = ["CompiledRawModel"]
 
@@ -60,8 +61,8 @@ class CompiledRawModel:
             if not line:
                 code = self._child.wait()
                 raise ModelNotReady(
-                    f"the compiled program of {self.model_name!r} could not be timed: its timing process exited "
-                    f"with code {code} (its message is above)"
+                    f"the compiled program of {self.model_name!r} could not be timed: its timing process "
+                    f"{exit_description(code)} (its message is above)"
                 )
             self._cache[key] = json.loads(line)
         return self._cache[key]

@@ -1,4 +1,5 @@
-"""The server's processes as /proc shows them: liveness, parents, CPU time, process groups and python-backend stubs.
+"""The server's processes as /proc shows them: liveness, parents, CPU time, process groups and python-backend stubs;
+and how a child process ended, in words.
 
 Read from /proc directly, so the launcher, the watchdog, the executor and the bench need no psutil.
 """
@@ -6,9 +7,18 @@ Read from /proc directly, so the launcher, the watchdog, the executor and the be
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
-__all__ = ["child_commands", "cpu_seconds", "is_live", "parent_process", "process_group_members", "stub_processes"]
+__all__ = [
+    "child_commands",
+    "cpu_seconds",
+    "exit_description",
+    "is_live",
+    "parent_process",
+    "process_group_members",
+    "stub_processes",
+]
 
 
 def _live_stat_fields(pid: int) -> list[str] | None:
@@ -86,3 +96,14 @@ def stub_processes(server_pid: int, repository: Path) -> dict[tuple[str, str], i
         instance = next((a for a in argv[2:] if a.startswith(f"{model}_") and "/" not in a), argv[1])
         found[(model, instance)] = pid
     return found
+
+
+def exit_description(code: int) -> str:
+    """A subprocess return code in words: "exited with code 2", "was killed by SIGSEGV (segmentation fault)"."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        number = signal.Signals(-code)
+    except ValueError:
+        return f"was killed by signal {-code}"
+    return f"was killed by {number.name} ({(signal.strsignal(number) or number.name).lower()})"

@@ -40,6 +40,7 @@ import numpy as np
 
 from tritonkit.server.backends.base import positive_count
 from tritonkit.server.backends.gpu_runner import stage_rows
+from tritonkit.server.processes import exit_description
 
 __all__ = [
     "EXECUTOR_MODES",
@@ -252,7 +253,7 @@ class ExecutorRunner:
                     return sock
                 code = self._process.poll()
                 if code is not None:
-                    reason = error_path.read_text().strip() if error_path.exists() else f"it exited with code {code}"
+                    reason = error_path.read_text().strip() if error_path.exists() else f"it {exit_description(code)}"
                     raise RuntimeError(f"model {self.model_name!r}: the shared executor did not start: {reason}")
                 time.sleep(0.05)
             self._process.kill()

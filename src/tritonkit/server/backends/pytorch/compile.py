@@ -26,6 +26,7 @@ import numpy as np
 from tritonkit.repository.compiled import CompileSettings
 from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 from tritonkit.server.backends.executor_link import server_python
+from tritonkit.server.processes import exit_description
 
 __all__ = ["CompiledModule", "compile_program", "main", "package_key"]
 
@@ -98,8 +99,13 @@ def compile_program(
     samples: SampleSpec,
     max_batch: int,
     grad_mode: Callable[[], Any],
+    warm_batches: Sequence[int] = (),
 ) -> CompiledModule:
-    """The program in ``program_file`` compiled as ``settings`` say, checked against the uncompiled program."""
+    """The program in ``program_file`` compiled as ``settings`` say, checked against the uncompiled program.
+
+    ``inductor`` compiles one graph per batch size; those in ``warm_batches`` are compiled here, in this thread,
+    so that no request (and no lane of a shared executor, capturing in a thread of its own) waits for one.
+    """
     import torch
 
     started = time.perf_counter()
@@ -133,7 +139,15 @@ def compile_program(
         plain = torch.export.load(str(program_file)).module().to(device)
         with _inductor_cache(settings.cache_dir):
             module = torch.compile(plain, dynamic=False)
-        check(module, plain)
+            check(module, plain)
+            rng = np.random.default_rng(11)
+            for rows in sorted(set(warm_batches)):
+                feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
+                # Made outside the grad mode, as the runner's buffers are: an inference tensor fails dynamo's
+                # dispatch-key guard, and the first real call would compile the graph again.
+                args = [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
+                with grad_mode():
+                    module(*args)
     ready_s = time.perf_counter() - started
     _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}) in {ready_s:.1f} s")
     return CompiledModule(module, settings.mode or "", ready_s, cache)
@@ -153,8 +167,8 @@ def _build_package(program_file: Path, package: Path, device: Any, *, model_name
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, timeout=_COMPILE_TIMEOUT_S, check=False)
         if done.returncode != 0 or not partial.exists():
             raise RuntimeError(
-                f"model {model_name!r}: compiling {program_file.name} with AOTInductor failed (exit code "
-                f"{done.returncode}; the compiler's message is in the server log above)"
+                f"model {model_name!r}: compiling {program_file.name} with AOTInductor failed (the compiler "
+                f"{exit_description(done.returncode)}; its message is in the server log above)"
             )
         os.replace(partial, package)
     finally:

@@ -98,6 +98,8 @@ def load_served(
             "export the model with --compile, or set the parameter to false"
         )
     device, grad_mode = _prepare(kind, device_id, parameters, model_name)
+    # The batch sizes the instance will call it at: inductor compiles one graph each, all of them here, at load.
+    batches = runner_settings(parameters, max_batch).buckets if kind == "GPU" and max_batch > 0 else [1]
     compiled = compile_program(
         program_file,
         settings,
@@ -107,6 +109,7 @@ def load_served(
         samples=SampleSpec.from_parameters(parameters, model=model_name),
         max_batch=max_batch,
         grad_mode=grad_mode,
+        warm_batches=batches,
     )
     return ServedModule(compiled.module, device, grad_mode, f"{compiled.mode} (cache {compiled.cache})")
 
