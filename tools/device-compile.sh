@@ -11,7 +11,8 @@
 #   EXECUTOR     TRITONKIT_EXECUTOR for every configuration, e.g. shared (default: auto)
 #   TESTS        pytest arguments run first, e.g. "tests/test_gpu.py -k 'not aoti'" (default: none)
 #   SERVE=1      also time the first load through `tritonkit serve` before the bench
-#   CONFIGS, BENCH_ARGS, BENCH_TIMEOUT_S   passed on to the bench
+#   CONFIGS, BENCH_ARGS   passed on to the bench
+#   DEADLINE_S   the call's limit: the bench is stopped 20 s before it (default 590), so the logs still come back
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -71,7 +72,7 @@ fi
 
 log "bench: compiled and TorchScript side by side"
 started=$(date +%s)
-timeout "${BENCH_TIMEOUT_S:-400}" tritonkit bench resnet50 --configs "${CONFIGS:-i1,i1+script,i4b${batch}d250,i4b${batch}d250+script}" \
+timeout "$(( ${DEADLINE_S:-590} - SECONDS - 20 ))" tritonkit bench resnet50 --configs "${CONFIGS:-i1,i1+script,i4b${batch}d250,i4b${batch}d250+script}" \
   ${BENCH_ARGS:-} --out "$out/bench" 2>&1 | tee "$out/bench.log"
 log "tritonkit bench took $(( $(date +%s) - started )) s"
 grep -a "tritonkit pytorch backend\|tritonkit executor\|Fatal\|killed" "$out"/bench/tritonserver.log 2>/dev/null | head -40 \
