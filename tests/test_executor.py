@@ -190,3 +190,21 @@ def test_a_bad_gpu_wait_is_named_before_any_executor_starts(tiny_pt):
     parameters = {"TRITONKIT_EXECUTOR": "shared", "TRITONKIT_GPU_WAIT": "nap"}
     with pytest.raises(ValueError, match="TRITONKIT_GPU_WAIT 'nap' is not one of spin, yield"):
         backend(8).load(tiny_pt, "CPU", 0, parameters)
+
+
+def test_auto_keeps_an_aoti_package_in_the_stubs_of_a_gpu():
+    from tritonkit.server.backends.executor_link import resolve_executor_mode
+
+    def auto(compile_mode: str | None) -> str:
+        return resolve_executor_mode(None, model_name="m", kind="GPU", instances_on_device=4, batchable=True,
+                                     compile_mode=compile_mode)  # fmt: skip
+
+    assert [auto(None), auto("inductor"), auto("aoti")] == ["shared", "shared", "in_process"]
+
+
+def test_shared_refuses_an_aoti_package_on_a_gpu_naming_both_ways_out():
+    from tritonkit.server.backends.executor_link import resolve_executor_mode
+
+    with pytest.raises(ValueError, match=r"cannot serve an AOTInductor package .* in_process, or TRITONKIT_COMPILE to"):
+        resolve_executor_mode("shared", model_name="m", kind="GPU", instances_on_device=4, batchable=True,
+                              compile_mode="aoti")  # fmt: skip

@@ -103,10 +103,20 @@ class ExecutorSpec:
 
 
 def resolve_executor_mode(
-    text: str | None, *, model_name: str, kind: str, instances_on_device: int, batchable: bool
+    text: str | None,
+    *,
+    model_name: str,
+    kind: str,
+    instances_on_device: int,
+    batchable: bool,
+    compile_mode: str | None = None,
 ) -> str:
     """``TRITONKIT_EXECUTOR``: "shared" or "in_process" for this instance; "auto" picks shared for KIND_GPU
-    models with more than one instance on the device (one instance has nothing to share)."""
+    models with more than one instance on the device (one instance has nothing to share).
+
+    An AOTInductor package stays in the stubs: with torch 2.11 on a GPU it crashed every plain Python process that
+    loaded it, the executor's among them, while the python-backend stubs served it (docs/performance.md).
+    """
     mode = (text or "auto").strip().lower()
     if mode not in EXECUTOR_MODES:
         raise ValueError(f"model {model_name!r}: TRITONKIT_EXECUTOR {text!r} is not one of {', '.join(EXECUTOR_MODES)}")
@@ -115,8 +125,15 @@ def resolve_executor_mode(
             f"model {model_name!r}: TRITONKIT_EXECUTOR 'shared' needs max_batch_size > 0 and inputs without "
             "variable (-1) dims, so that every lane's buffers have a fixed size"
         )
+    if mode == "shared" and compile_mode == "aoti" and kind == "GPU":
+        raise ValueError(
+            f"model {model_name!r}: TRITONKIT_EXECUTOR 'shared' cannot serve an AOTInductor package (TRITONKIT_COMPILE "
+            "'aoti'): it crashes the executor's process as it loads; set TRITONKIT_EXECUTOR to in_process, or "
+            "TRITONKIT_COMPILE to inductor"
+        )
     if mode == "auto":
-        return "shared" if kind == "GPU" and instances_on_device > 1 and batchable else "in_process"
+        shares = kind == "GPU" and instances_on_device > 1 and batchable and compile_mode != "aoti"
+        return "shared" if shares else "in_process"
     return mode
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tritonkit.repository.backends import DEFAULT_MODEL_FILENAMES
+from tritonkit.repository.compiled import CompileSettings
 from tritonkit.repository.samples import SampleSpec, TensorShape
 from tritonkit.server.backends.base import BatchingBackendModel, ModelRunner, positional_order
 from tritonkit.server.backends.pytorch.loading import load_served, output_splitter, runner_settings
@@ -51,6 +52,7 @@ class TritonPythonModel(BatchingBackendModel):
             kind=kind,
             instances_on_device=instances_on_device,
             batchable=batchable,
+            compile_mode=CompileSettings.from_parameters(parameters, model_file.parent.parent).mode,
         )
         # In the server log: an instance keeps this choice for its whole life, also through an instance update.
         print(
