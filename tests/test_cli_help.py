@@ -1,4 +1,5 @@
-"""Help that a pipe, a log or CI shows whole: every option's name and every command's summary, at 80 columns."""
+"""Help that a pipe, a log or CI shows whole (every option's name, every command's summary, at 80 columns), and
+usage errors as one ``error:`` line each."""
 
 from __future__ import annotations
 
@@ -39,3 +40,20 @@ def test_the_command_list_gives_each_summary_whole() -> None:
     for name, command in COMMAND.commands.items():
         summary = _words((command.help or "").split("\n\n")[0])
         assert f"{name} {summary}" in printed, f"{name}: {summary!r} is cut off in:\n{result.output}"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["bench"], "error: missing argument 'name'; 'tritonkit bench --help' lists what it takes"),
+        (["bench", "m", "--window-s", "0"], "error: invalid value for '--window-s': Input should be greater than"),
+        (["bench", "m", "--bogus"], "error: no such option: --bogus"),
+        (["nosuch"], "error: no such command 'nosuch'; 'tritonkit --help' lists what it takes"),
+    ],
+    ids=["missing argument", "bad value", "unknown option", "unknown command"],
+)
+def test_a_usage_error_is_one_error_line(args: list[str], line: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()], result.output
+    assert result.output.startswith(line), result.output
