@@ -23,7 +23,8 @@ class _UsageLine(typer.BadParameter):
         print(f"error: {self.message}", file=sys.stderr if file is None else file)
 
 
-def _one_line(error: typer.BadParameter | Exception) -> _UsageLine:
+def _one_line(error: Exception) -> _UsageLine:
+    """click's message, lower-cased to read as the rest of the line, with the ``--help`` of the command it names."""
     context = getattr(error, "ctx", None)
     where = f"; '{context.command_path} --help' lists what it takes" if context is not None else ""
     text = error.format_message() if hasattr(error, "format_message") else str(error)
