@@ -91,6 +91,21 @@ def test_the_cache_key_follows_the_program_and_the_batch_range(compiled_reposito
     assert package_key(program, cpu, 4) != before
 
 
+def test_freezing_is_on_unless_the_config_turns_it_off(tmp_path: Path) -> None:
+    def freezing(**parameters: str) -> bool:
+        return CompileSettings.from_parameters({COMPILE_PARAMETER: "inductor", **parameters}, tmp_path).freezing
+
+    assert [freezing(), freezing(TRITONKIT_COMPILE_FREEZING="false"), freezing(TRITONKIT_COMPILE_FREEZING="on")] == [
+        True,
+        False,
+        True,
+    ]
+    with pytest.raises(ValueError, match=r"TRITONKIT_COMPILE_FREEZING 'maybe' is not true or false"):
+        freezing(TRITONKIT_COMPILE_FREEZING="maybe")
+    with pytest.raises(ValueError, match=r"TRITONKIT_COMPILE_FREEZING '' is not true or false"):
+        freezing(TRITONKIT_COMPILE_FREEZING="")
+
+
 def test_settings_name_a_bad_value(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"TRITONKIT_COMPILE 'fast' is not one of aoti, inductor"):
         CompileSettings.from_parameters({COMPILE_PARAMETER: "fast"}, tmp_path)
@@ -184,8 +199,10 @@ def test_inductor_serves_from_the_stub(tmp_path: Path, eager_tiny) -> None:
     assert any((tmp_path / "tiny_ind" / "compile-cache" / "inductor").iterdir())
 
 
-def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("freezing", [True, False], ids=["freezing", "no freezing"])
+def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_path: Path, freezing: bool) -> None:
     import torch
+    import torch._inductor.config as inductor_config
     from torch._dynamo.utils import counters
 
     from tritonkit.server.backends.pytorch.compile import compile_program
@@ -193,7 +210,7 @@ def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_
     export_tiny(tmp_path, "tiny_ind", "torchscript", max_batch_size=4, compile="inductor")
     inputs = [TensorShape("input__0", np.dtype(np.float32), TINY_SHAPE)]
     compiled = compile_program(
-        tmp_path / "tiny_ind" / "1" / PROGRAM_FILENAME, CompileSettings("inductor", tmp_path / "cache"),
+        tmp_path / "tiny_ind" / "1" / PROGRAM_FILENAME, CompileSettings("inductor", tmp_path / "cache", freezing),
         torch.device("cpu"), model_name="tiny_ind", inputs=inputs, samples=SampleSpec(), max_batch=4,
         grad_mode=torch.inference_mode, warm_batches=[1, 3],
     )  # fmt: skip
@@ -204,6 +221,7 @@ def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_
             compiled.module(batch)
         return int(counters["stats"]["unique_graphs"])
 
+    assert inductor_config.freezing is freezing
     loaded = int(counters["stats"]["unique_graphs"])
     # Batch 3 was warmed, 1 and 4 checked: no compile when they come; batch 2 is a new graph.
     assert [graphs_after_a_call(rows) - loaded for rows in (3, 1, 4)] == [0, 0, 0]

@@ -10,7 +10,10 @@ tritonkit's backend serves the program compiled by inductor instead of the Torch
   (in the same folder) shorten later loads.
 
 ``TRITONKIT_COMPILE_CACHE`` names the cache folder (relative to the model's directory); by default it is
-``$XDG_CACHE_HOME/tritonkit/compile`` (``~/.cache/tritonkit/compile``). Native backends ignore these keys.
+``$XDG_CACHE_HOME/tritonkit/compile`` (``~/.cache/tritonkit/compile``). ``TRITONKIT_COMPILE_FREEZING`` ("true" by
+default) is inductor's ``freezing`` for ``"inductor"``: the weights become constants folded into the graph, which is
+what the measured speed-up used, and the folding runs again at every load, before inductor's cache is consulted
+(docs/performance.md, "Compiled models"). Native backends ignore these keys.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "CACHE_PARAMETER",
     "COMPILE_MODES",
     "COMPILE_PARAMETER",
+    "FREEZING_PARAMETER",
     "PROGRAM_FILENAME",
     "CompileMode",
     "CompileSettings",
@@ -33,10 +37,13 @@ __all__ = [
 
 COMPILE_PARAMETER = "TRITONKIT_COMPILE"
 CACHE_PARAMETER = "TRITONKIT_COMPILE_CACHE"
+FREEZING_PARAMETER = "TRITONKIT_COMPILE_FREEZING"
 PROGRAM_FILENAME = "model.pt2"
 CompileMode = Literal["aoti", "inductor"]
 COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
 _OFF = ("", "false", "0", "no", "off", "none")
+_ON = ("true", "1", "yes", "on")
+_FREEZING_VALUES = (*_ON, "false", "0", "no", "off")
 
 
 def default_cache_dir() -> Path:
@@ -50,6 +57,7 @@ class CompileSettings:
 
     mode: CompileMode | None
     cache_dir: Path
+    freezing: bool = True
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, str], model_dir: Path) -> CompileSettings:
@@ -63,4 +71,8 @@ class CompileSettings:
             mode = "aoti" if value == "aoti" else "inductor"
         cache_text = parameters.get(CACHE_PARAMETER, "").strip()
         cache_dir = (model_dir / Path(cache_text).expanduser()) if cache_text else default_cache_dir()
-        return cls(mode, cache_dir)
+        freezing_text = parameters.get(FREEZING_PARAMETER, "true")
+        freezing = freezing_text.strip().lower()
+        if freezing not in _FREEZING_VALUES:
+            raise ValueError(f"{FREEZING_PARAMETER} {freezing_text!r} is not true or false")
+        return cls(mode, cache_dir, freezing in _ON)

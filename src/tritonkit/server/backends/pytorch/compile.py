@@ -133,7 +133,7 @@ def compile_program(
         import torch._inductor.config as inductor_config
 
         cache = "inductor"
-        inductor_config.freezing = True
+        inductor_config.freezing = settings.freezing
         # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         plain = torch.export.load(str(program_file)).module().to(device)
@@ -149,7 +149,8 @@ def compile_program(
                 with grad_mode():
                     module(*args)
     ready_s = time.perf_counter() - started
-    _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}) in {ready_s:.1f} s")
+    unfrozen = ", no freezing" if settings.mode == "inductor" and not settings.freezing else ""
+    _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}{unfrozen}) in {ready_s:.1f} s")
     return CompiledModule(module, settings.mode or "", ready_s, cache)
 
 
