@@ -208,3 +208,17 @@ def test_shared_refuses_an_aoti_package_on_a_gpu_naming_both_ways_out():
     with pytest.raises(ValueError, match=r"cannot serve an AOTInductor package .* in_process, or TRITONKIT_COMPILE to"):
         resolve_executor_mode("shared", model_name="m", kind="GPU", instances_on_device=4, batchable=True,
                               compile_mode="aoti")  # fmt: skip
+
+
+def test_a_child_that_a_signal_killed_is_named_so():
+    import signal
+    import subprocess
+    import sys
+
+    from tritonkit.server.processes import exit_description
+
+    killed = subprocess.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    assert killed.returncode == -signal.SIGSEGV
+    assert exit_description(killed.returncode) == "was killed by SIGSEGV (segmentation fault)"
+    assert exit_description(3) == "exited with code 3"
+    assert exit_description(-200) == "was killed by signal 200"
