@@ -183,6 +183,8 @@ def test_bench_sets_compiled_against_torchscript(compiled_repository: Path, tmp_
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the verdict is wrapped at 80 columns
     assert re.search(r"Compiled, 1 inst served [\d,]+/s against [\d,]+/s from the TorchScript file: [\d.]+×", text)
+    # What a restart costs, for each: the compiled program loads from its cache, the TorchScript file as it is.
+    assert re.search(r"against [\d.]+ ms; it loaded in [\d.]+ s against [\d.]+ s\.", text), text
 
 
 def test_inductor_serves_from_the_stub(tmp_path: Path, eager_tiny) -> None:

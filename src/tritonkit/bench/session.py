@@ -222,6 +222,7 @@ def run_bench(
     ceiling_samples: float | None = None
     ceiling_note = ""
     spread_ceilings: dict[str, dict[str, Any]] = {}
+    load_s: dict[str, float] = {}  # configuration key -> seconds from load request to ready (a restart's wait)
     try:
         # The server (and its MPS clients) stops before the daemon quits.
         with LoadPool(settings.max_client_processes()) as pool, contextlib.ExitStack() as daemon, server:
@@ -234,7 +235,8 @@ def run_bench(
                     daemon_running = True
                 loaded_at = time.monotonic()
                 load_configuration(server.grpc_url, name, base, config, startup_timeout_s)
-                log(f"loaded {config.label} in {time.monotonic() - loaded_at:.1f} s")
+                load_s[config.key] = time.monotonic() - loaded_at
+                log(f"loaded {config.label} in {load_s[config.key]:.1f} s")
                 best = bench.sweep(config, settings, sweep_start(config))
                 if config == reference and full_batch and config.max_batch > settings.frames_per_request:
                     # Always swept: a fixed list chosen for single frames could put far more rows in flight.
@@ -283,6 +285,7 @@ def run_bench(
         "raw_compiled": compiled_rows,
         "ceiling": {"model": ceiling_name(name), "samples_per_s": ceiling_samples, "note": ceiling_note},
         "spread_ceilings": spread_ceilings,
+        "load_s": load_s,
         "limits": stops,
         "elapsed_s": time.monotonic() - began,
     }

@@ -144,10 +144,16 @@ def verdict(result: BenchResult, budget_ms: float | None, *, width: int = 80) ->
         )
         compiled = next((r for r in rows if single(r.best) and config(r.best) == twin), None)
         if compiled:
+            loads = context.get("load_s")
+            loads = loads if isinstance(loads, Mapping) else {}
+            compiled_load, script_load = loads.get(config(compiled.best).key), loads.get(config(script.best).key)
+            waits = ""
+            if isinstance(compiled_load, float) and isinstance(script_load, float):
+                waits = f"; it loaded in {compiled_load:.1f} s against {script_load:.1f} s"
             sentences.append(
                 f"Compiled, {compiled.setup} served {compiled.best.samples_per_s:,.0f}/s against "
                 f"{script.best.samples_per_s:,.0f}/s from the TorchScript file: {_x(compiled, script)}; p50 "
-                f"{compiled.best.p50_ms:.2f} ms against {script.best.p50_ms:.2f} ms."
+                f"{compiled.best.p50_ms:.2f} ms against {script.best.p50_ms:.2f} ms{waits}."
             )
     full = _find(rows, lambda c: c.frames_per_request > 1)
     if full and not math.isnan(full.best.efficiency):
