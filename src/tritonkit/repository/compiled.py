@@ -28,8 +28,10 @@ __all__ = [
     "CACHE_PARAMETER",
     "COMPILE_MODES",
     "COMPILE_PARAMETER",
+    "FALSE_WORDS",
     "FREEZING_PARAMETER",
     "PROGRAM_FILENAME",
+    "TRUE_WORDS",
     "CompileMode",
     "CompileSettings",
     "default_cache_dir",
@@ -41,9 +43,10 @@ FREEZING_PARAMETER = "TRITONKIT_COMPILE_FREEZING"
 PROGRAM_FILENAME = "model.pt2"
 CompileMode = Literal["aoti", "inductor"]
 COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
-_OFF = ("", "false", "0", "no", "off", "none")
-_ON = ("true", "1", "yes", "on")
-_FREEZING_VALUES = (*_ON, "false", "0", "no", "off")
+# How a config parameter says no, and yes; loading.is_false reads the same words.
+FALSE_WORDS = ("false", "0", "no", "off")
+TRUE_WORDS = ("true", "1", "yes", "on")
+_OFF = ("", *FALSE_WORDS, "none")
 
 
 def default_cache_dir() -> Path:
@@ -73,6 +76,6 @@ class CompileSettings:
         cache_dir = (model_dir / Path(cache_text).expanduser()) if cache_text else default_cache_dir()
         freezing_text = parameters.get(FREEZING_PARAMETER, "true")
         freezing = freezing_text.strip().lower()
-        if freezing not in _FREEZING_VALUES:
+        if freezing not in (*TRUE_WORDS, *FALSE_WORDS):
             raise ValueError(f"{FREEZING_PARAMETER} {freezing_text!r} is not true or false")
-        return cls(mode, cache_dir, freezing in _ON)
+        return cls(mode, cache_dir, freezing in TRUE_WORDS)

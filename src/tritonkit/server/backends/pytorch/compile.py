@@ -142,10 +142,7 @@ def compile_program(
             check(module, plain)
             rng = np.random.default_rng(11)
             for rows in sorted(set(warm_batches)):
-                feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
-                # Made outside the grad mode, as the runner's buffers are: an inference tensor fails dynamo's
-                # dispatch-key guard, and the first real call would compile the graph again.
-                args = [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
+                args = _device_batch(inputs, samples, rows, max_batch, rng, device)
                 with grad_mode():
                     module(*args)
     ready_s = time.perf_counter() - started
@@ -177,6 +174,18 @@ def _build_package(program_file: Path, package: Path, device: Any, *, model_name
             partial.unlink()
 
 
+def _device_batch(
+    inputs: Sequence[TensorShape], samples: SampleSpec, rows: int, max_batch: int, rng: np.random.Generator, device: Any
+) -> list[Any]:
+    """A random batch of ``rows`` on ``device``, in ``inputs``' order, for the check and the warm-up."""
+    import torch
+
+    feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
+    # Made outside any grad mode, as the runner's buffers are: an inference tensor fails dynamo's dispatch-key
+    # guard, and the first real call would compile the graph again.
+    return [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
+
+
 def _check(
     module: Callable[..., Any],
     plain: Any,
@@ -189,12 +198,10 @@ def _check(
     grad_mode: Callable[[], Any],
 ) -> None:
     """Compiled and uncompiled on the same random batches (smallest and largest); a mismatch fails the load."""
-    import torch
 
     rng = np.random.default_rng(7)
     for rows in sorted({1, max(max_batch, 1)}):
-        feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
-        args = [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
+        args = _device_batch(inputs, samples, rows, max_batch, rng, device)
         with grad_mode():
             got, want = _flat(module(*args)), _flat(plain(*args))
         for index, (a, b) in enumerate(zip(got, want)):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tritonkit.repository.compiled import COMPILE_PARAMETER, PROGRAM_FILENAME, CompileSettings
+from tritonkit.repository.compiled import COMPILE_PARAMETER, FALSE_WORDS, PROGRAM_FILENAME, CompileSettings
 from tritonkit.repository.samples import SampleSpec, TensorShape
 from tritonkit.server.backends.base import positive_count
 
@@ -28,7 +28,7 @@ __all__ = [
 
 
 def is_false(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("false", "0", "no", "off")
+    return value is not None and value.strip().lower() in FALSE_WORDS
 
 
 class ServedModule(NamedTuple):
