@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,16 +106,22 @@ class Locust:
         except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
             return None
 
-    def wait_for_worker(self, timeout_s: float = 60) -> None:
+    def wait_for_stats(self, condition: Callable[[dict], bool], timeout_s: float = 30) -> dict:
+        """The master's statistics once ``condition`` holds for them, or the last ones read after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        stats: dict = {}
         while time.monotonic() < deadline:
             for process in self.processes:
                 assert process.poll() is None, f"a Locust process exited:\n{self.output()}"
-            stats = self.stats()
-            if stats and stats.get("worker_count") == 1:
-                return
+            stats = self.stats() or stats
+            if condition(stats):
+                break
             time.sleep(0.25)
-        pytest.fail(f"the Locust worker did not connect to the master within {timeout_s:.0f} s:\n{self.output()}")
+        return stats
+
+    def wait_for_worker(self, timeout_s: float = 60) -> None:
+        if self.wait_for_stats(lambda stats: stats.get("worker_count") == 1, timeout_s).get("worker_count") != 1:
+            pytest.fail(f"the Locust worker did not connect to the master within {timeout_s:.0f} s:\n{self.output()}")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -190,7 +196,9 @@ def test_locust_web_ui_starts_a_swarm_against_triton(locust: Locust, browser: We
         browser.save_screenshot(str(locust.logs[0].with_name("locust-ui.png")))
         pytest.fail(f"the stats table showed no requests; screenshot in {locust.logs[0].parent}\n{locust.output()}")
     assert row["numFailures"] == "0", f"{row}\n{locust.output()}"
-    assert (locust.stats() or {}).get("user_count") == USERS, "the swarm is not the one the form asked for"
+    # The master learns the workers' user counts from their reports, which may trail the first request.
+    stats = locust.wait_for_stats(lambda stats: stats.get("user_count") == USERS)
+    assert stats.get("user_count") == USERS, f"the swarm is not the one the form asked for: {stats}"
     shown = int(row["numRequests"])
     # The requests the UI counts reached Triton: its own statistics count at least as many.
     with urllib.request.urlopen(f"http://{triton.http_url}/v2/models/{MODEL}/stats", timeout=10) as response:

@@ -18,6 +18,7 @@ import tritonclient.grpc as grpcclient
 from conftest import export_tiny
 from tritonkit.errors import ConfigError, ServerUnavailable
 from tritonkit.server import EmbeddedServer, free_port, process_group_members
+from tritonkit.server.logs import unfinished_loads
 
 
 def wait_until_gone(pgid: int, timeout_s: float) -> list[int]:
@@ -55,6 +56,60 @@ def test_a_model_that_fails_to_load_is_reported_with_the_server_log(one_model_re
     assert "tritonserver exited with code" in message
     assert "tiny" in message and "UNAVAILABLE" in message, message
     assert not server.is_running()
+
+
+SLOW_MODEL_CONFIG = """backend: "python"
+max_batch_size: 0
+input [{ name: "x" data_type: TYPE_FP32 dims: [1] }]
+output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]
+"""
+# A plain python-backend model whose load never ends: Triton waits for its initialize before it opens a port.
+SLOW_MODEL_CODE = """import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(600)
+"""
+
+
+def test_a_start_that_times_out_names_the_model_still_loading(one_model_repository, tmp_path):
+    repository = tmp_path / "slow_repository"
+    shutil.copytree(one_model_repository, repository)
+    (repository / "slow" / "1").mkdir(parents=True)
+    (repository / "slow" / "config.pbtxt").write_text(SLOW_MODEL_CONFIG)
+    (repository / "slow" / "1" / "model.py").write_text(SLOW_MODEL_CODE)
+    server = EmbeddedServer(
+        repository,
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        validate=False,
+        startup_timeout_s=20,
+        shutdown_timeout_s=1,
+    )
+    with pytest.raises(ServerUnavailable) as caught:
+        server.start()
+    message = str(caught.value)
+    assert "tritonserver was not ready within 20 s; still loading: " in message, message
+    still_loading = message.split("still loading: ")[1].split(" (")[0].split(", ")
+    assert "slow" in still_loading, message
+    assert "its last lines:" in message or "server log:" in message, message
+    assert not server.is_running()
+
+
+def test_unfinished_loads_are_the_ones_the_log_shows_neither_loaded_nor_failed():
+    log = "\n".join(
+        [
+            'I1201 16:00:00.1 1 model_lifecycle.cc:472] "loading: fast:1"',
+            'I1201 16:00:00.2 1 model_lifecycle.cc:472] "loading: slow:1"',
+            'I1201 16:00:00.3 1 model_lifecycle.cc:472] "loading: broken:1"',
+            "I1201 16:00:01.0 1 model_lifecycle.cc:839] \"successfully loaded 'fast'\"",
+            "E1201 16:00:01.1 1 model_lifecycle.cc:642] \"failed to load 'broken' version 1: Invalid argument\"",
+        ]
+    )
+    assert unfinished_loads(log) == ["slow"]
+    assert unfinished_loads("") == []
 
 
 def test_validation_names_the_problem_before_starting(one_model_repository, tmp_path):

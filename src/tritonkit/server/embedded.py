@@ -31,7 +31,7 @@ from tritonkit.errors import ConfigError, ServerUnavailable
 from tritonkit.server.backend_dir import lay_out_backend_dir
 from tritonkit.server.backends.executor_link import remove_executor_files
 from tritonkit.server.distribution import find_distribution
-from tritonkit.server.logs import relevant_lines
+from tritonkit.server.logs import relevant_lines, unfinished_loads
 from tritonkit.server.processes import process_group_members
 from tritonkit.server.shm_regions import region_names, remove_orphaned_regions
 from tritonkit.server.watchdog import StubWatchdog
@@ -258,14 +258,21 @@ class EmbeddedServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.1)
-        raise ServerUnavailable(
-            self._failure_message(f"tritonserver was not ready within {self.startup_timeout_s:.0f} s")
-        )
+        headline = f"tritonserver was not ready within {self.startup_timeout_s:.0f} s"
+        loading = unfinished_loads(self.log_text())
+        if loading:
+            # Triton opens its endpoints only once every model has loaded: name the ones it was still waiting for.
+            headline += f"; still loading: {', '.join(loading)} (a model that needs longer: raise the startup timeout)"
+        raise ServerUnavailable(self._failure_message(headline))
 
     def _failure_message(self, headline: str) -> str:
-        lines = relevant_lines(self.log_text())
-        detail = "\n".join(f"  {line}" for line in lines) if lines else "  (the server logged no error)"
-        return f"{headline}; server log:\n{detail}"
+        text = self.log_text()
+        lines, label = relevant_lines(text), "server log"
+        if not lines:
+            # No error line: where the server stopped is the best clue there is.
+            lines, label = text.splitlines()[-5:], "the server logged no error; its last lines"
+        detail = "\n".join(f"  {line}" for line in lines) if lines else "  (nothing)"
+        return f"{headline}; {label}:\n{detail}"
 
     def stop(self) -> int | None:
         """Stop the server, letting in-flight requests finish; return its exit code."""

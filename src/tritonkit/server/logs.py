@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["relevant_lines", "tail"]
+__all__ = ["relevant_lines", "tail", "unfinished_loads"]
 
 # Triton prefixes each log line with its severity letter and the date: "E1127 12:00:00.123 ...".
 _ERROR_LINE = re.compile(r"^E\d{4} ")
 _TABLE_FAILURE = re.compile(r"^\|.*\|\s*(UNAVAILABLE|UNKNOWN|FAILED).*\|\s*$")
 # Harmless on CPU-only machines: the server probes for CUDA and NVML and carries on without them.
-_NOISE = re.compile(r"CUDA driver|cuda driver|NVML|nvml|GPU metrics|pinned memory pool|CUDA memory pool|libcuda")
+_NOISE = re.compile(
+    r"CUDA driver|cuda driver|CudaDriverHelper|NVML|nvml|GPU metrics|pinned memory pool|CUDA memory pool|libcuda"
+)
+
+# Triton's model lifecycle says when a load starts and how it ended, at every log level.
+_LOAD_STARTED = re.compile(r'"loading: (\S+):\d+"')
+_LOAD_ENDED = re.compile(r"(?:successfully loaded|failed to load) '([^']+)'")
 
 
 def relevant_lines(log_text: str, limit: int = 20) -> list[str]:
@@ -30,3 +36,11 @@ def tail(path: Path, limit: int = 20) -> list[str]:
         return path.read_text(errors="replace").splitlines()[-limit:]
     except OSError:
         return []
+
+
+def unfinished_loads(log_text: str) -> list[str]:
+    """The models whose load the log shows started and not yet ended, in the order they started."""
+    started = dict.fromkeys(_LOAD_STARTED.findall(log_text))
+    for name in _LOAD_ENDED.findall(log_text):
+        started.pop(name, None)
+    return list(started)
