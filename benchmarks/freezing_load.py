@@ -5,7 +5,8 @@
 Exports MODEL with ``--compile inductor``, then loads its program the way tritonkit's pytorch backend does
 (:func:`~tritonkit.server.backends.pytorch.compile.compile_program`, warming every batch size) in a fresh process,
 four times: with and without ``TRITONKIT_COMPILE_FREEZING``, each with an empty inductor cache and again with that
-cache in place. The second load of each is what a restart waits. Prints one line per load.
+cache in place. The second load of each is what a restart waits. Prints one line per load, with the backend's
+account of it (graphs found in inductor's cache, time per phase).
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ def main() -> None:
                     sys.exit(f"error: the load failed:\n{done.stderr[-2000:]}")
                 load_s = json.loads(done.stdout.strip().splitlines()[-1])["load_s"]
                 label = "freezing" if freezing == "1" else "no freezing"
+                # The backend's own line says where the load went (graphs found in the cache, phase times).
+                breakdown = [line.split(" s: ", 1)[-1] for line in done.stderr.splitlines() if "compiled (" in line]
                 print(f"{args.model} on {args.device}, {label}, {attempt}: loaded in {load_s} s "
-                      f"(batch sizes {args.batches})", flush=True)  # fmt: skip
+                      f"(batch sizes {args.batches}); {'; '.join(breakdown)}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

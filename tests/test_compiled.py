@@ -21,7 +21,13 @@ from tritonkit.client import Client
 from tritonkit.errors import ConfigError, ExportError
 from tritonkit.export import ExportOptions
 from tritonkit.repository import ModelConfig
-from tritonkit.repository.compiled import CACHE_PARAMETER, COMPILE_PARAMETER, PROGRAM_FILENAME, CompileSettings
+from tritonkit.repository.compiled import (
+    CACHE_PARAMETER,
+    COMPILE_PARAMETER,
+    FREEZING_PARAMETER,
+    PROGRAM_FILENAME,
+    CompileSettings,
+)
 from tritonkit.repository.samples import SampleSpec, TensorShape
 from tritonkit.server import EmbeddedServer
 from tritonkit.server.backends.pytorch.compile import _check
@@ -191,18 +197,33 @@ def test_inductor_serves_from_the_stub(tmp_path: Path, eager_tiny) -> None:
     export_tiny(tmp_path, "tiny_ind", "torchscript", max_batch_size=4, compile="inductor")
     config = ModelConfig.load(tmp_path / "tiny_ind")
     config.proto.parameters[CACHE_PARAMETER].string_value = "compile-cache"
+    # Inductor does not cache graphs with frozen weights; without freezing, a restart reuses every graph.
+    config.proto.parameters[FREEZING_PARAMETER].string_value = "false"
     config.save(tmp_path / "tiny_ind" / "config.pbtxt")
-    with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0) as server:
-        with Client(server.grpc_url, "tiny_ind") as client:
-            answers = np.asarray(client.infer(FRAMES[:3])["output__0"])
-        log = server.log_text()
-    assert "compiled (inductor, cache inductor)" in log
-    np.testing.assert_allclose(answers, eager_tiny(FRAMES[:3]), atol=1e-4, rtol=1e-3)
+    logs = []
+    for _ in ("first load", "restart"):
+        with EmbeddedServer(tmp_path, http_port=0, grpc_port=0, metrics_port=0) as server:
+            with Client(server.grpc_url, "tiny_ind") as client:
+                answers = np.asarray(client.infer(FRAMES[:3])["output__0"])
+            logs.append(server.log_text())
+        np.testing.assert_allclose(answers, eager_tiny(FRAMES[:3]), atol=1e-4, rtol=1e-3)
     assert any((tmp_path / "tiny_ind" / "compile-cache" / "inductor").iterdir())
+    # The log says where the load went; at the restart every graph comes from the cache the first load filled.
+    loads = [
+        re.search(r"compiled \(inductor, cache inductor, no freezing\) in [\d.]+ s: (\d+) graphs, (\d+) found", log)
+        for log in logs
+    ]
+    assert all(loads), logs[0][-3000:]
+    (first_graphs, first_found), (graphs, found) = (map(int, load.groups()) for load in loads if load)
+    assert first_graphs >= 1 and first_found < first_graphs
+    assert found == graphs >= 1
+    assert "tracing" in logs[1] and "inductor " in logs[1]
 
 
 @pytest.mark.parametrize("freezing", [True, False], ids=["freezing", "no freezing"])
-def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_path: Path, freezing: bool) -> None:
+def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(
+    tmp_path: Path, freezing: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
     import torch
     import torch._inductor.config as inductor_config
     from torch._dynamo.utils import counters
@@ -224,6 +245,11 @@ def test_inductor_compiles_every_batch_size_it_is_warmed_at_during_the_load(tmp_
         return int(counters["stats"]["unique_graphs"])
 
     assert inductor_config.freezing is freezing
+    # Three graphs (batch 4 and 1 for the check, 3 warmed); with frozen weights inductor cannot cache them.
+    line = next(line for line in capfd.readouterr().err.splitlines() if "compiled (inductor" in line)
+    assert ": 3 graphs, 0 found in inductor's cache" in line, line
+    uncacheable = "3 it does not cache (TRITONKIT_COMPILE_FREEZING false lets a restart reuse them)"
+    assert (uncacheable in line) is freezing, line
     loaded = int(counters["stats"]["unique_graphs"])
     # Batch 3 was warmed, 1 and 4 checked: no compile when they come; batch 2 is a new graph.
     assert [graphs_after_a_call(rows) - loaded for rows in (3, 1, 4)] == [0, 0, 0]

@@ -12,8 +12,10 @@ tritonkit's backend serves the program compiled by inductor instead of the Torch
 ``TRITONKIT_COMPILE_CACHE`` names the cache folder (relative to the model's directory); by default it is
 ``$XDG_CACHE_HOME/tritonkit/compile`` (``~/.cache/tritonkit/compile``). ``TRITONKIT_COMPILE_FREEZING`` ("true" by
 default) is inductor's ``freezing`` for ``"inductor"``: the weights become constants folded into the graph, which is
-what the measured speed-up used, and the folding runs again at every load, before inductor's cache is consulted
-(docs/performance.md, "Compiled models"). Native backends ignore these keys.
+what the measured speed-up used; but inductor keeps graphs with frozen weights out of its caches (torch 2.14 does),
+so every load compiles them again. Turned off, a restart finds its graphs in the cache (docs/performance.md,
+"Compiled models"). The backend's log line for each load says how many graphs the cache gave. Native backends
+ignore these keys.
 """
 
 from __future__ import annotations

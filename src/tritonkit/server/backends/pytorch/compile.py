@@ -110,6 +110,7 @@ def compile_program(
 
     started = time.perf_counter()
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    breakdown = ""
 
     def check(module: Callable[..., Any], plain: Any) -> None:
         _check(module, plain, device, model_name=model_name, inputs=inputs, samples=samples, max_batch=max_batch,
@@ -133,6 +134,7 @@ def compile_program(
         import torch._inductor.config as inductor_config
 
         cache = "inductor"
+        before = _compile_metrics()
         inductor_config.freezing = settings.freezing
         # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -145,10 +147,50 @@ def compile_program(
                 args = _device_batch(inputs, samples, rows, max_batch, rng, device)
                 with grad_mode():
                     module(*args)
+        breakdown = f": {_breakdown(before)}"
     ready_s = time.perf_counter() - started
     unfrozen = ", no freezing" if settings.mode == "inductor" and not settings.freezing else ""
-    _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}{unfrozen}) in {ready_s:.1f} s")
+    _log(f"model {model_name!r}: compiled ({settings.mode}, cache {cache}{unfrozen}) in {ready_s:.1f} s{breakdown}")
     return CompiledModule(module, settings.mode or "", ready_s, cache)
+
+
+def _compile_metrics() -> tuple[dict[str, float], dict[str, int]]:
+    """Dynamo's phase timers and inductor's counters so far in this process (both only ever grow)."""
+    from torch._dynamo import utils
+
+    table = utils.compile_times(repr="csv", aggregate=True)
+    times: dict[str, float] = {}
+    if isinstance(table, tuple):
+        names, values = table
+        times = {name: float(str(value)) for name, value in zip(names, values)}
+    return times, {name: int(value) for name, value in utils.counters["inductor"].items()}
+
+
+# Dynamo's own names for the phases a load spends its time in; the kernel wait happens inside inductor's compile.
+_TRACING, _INDUCTOR, _KERNELS = "bytecode_tracing", "OutputGraph.call_user_compiler", "async_compile.wait"
+
+
+def _breakdown(before: tuple[dict[str, float], dict[str, int]]) -> str:
+    """Where an inductor load went since ``before``: how many graphs came from the cache, and the phases' times."""
+    (times_before, counts_before), (times, counts) = before, _compile_metrics()
+
+    def grown(name: str) -> int:
+        return counts.get(name, 0) - counts_before.get(name, 0)
+
+    found, compiled = grown("fxgraph_cache_hit"), grown("fxgraph_cache_miss")
+    uncacheable = grown("fxgraph_cache_bypass")
+    parts = [f"{found + compiled + uncacheable} graphs, {found} found in inductor's cache"]
+    if uncacheable:
+        # Inductor keeps graphs with frozen weights out of its cache (torch 2.14 does): every load compiles them.
+        parts.append(f"{uncacheable} it does not cache (TRITONKIT_COMPILE_FREEZING false lets a restart reuse them)")
+
+    def spent(name: str) -> float:
+        return times.get(name, 0.0) - times_before.get(name, 0.0)
+
+    parts.append(f"tracing {spent(_TRACING):.1f} s, inductor {spent(_INDUCTOR):.1f} s")
+    if spent(_KERNELS) >= 0.05:
+        parts[-1] += f" (of which waiting for kernels {spent(_KERNELS):.1f} s)"
+    return ", ".join(parts)
 
 
 def _build_package(program_file: Path, package: Path, device: Any, *, model_name: str) -> None:
