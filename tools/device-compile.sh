@@ -9,6 +9,7 @@
 #   MAX_BATCH    the export's max batch size (default 128)
 #   BUCKETS      TRITONKIT_CUDA_GRAPH_BATCH_SIZES, e.g. 1,8,32,64,128 (default: the backend's own)
 #   EXECUTOR     TRITONKIT_EXECUTOR for every configuration, e.g. shared (default: auto)
+#   FREEZING     TRITONKIT_COMPILE_FREEZING, e.g. false (default: the backend's own, true)
 #   TESTS        pytest arguments run first, e.g. "tests/test_gpu.py -k 'not aoti'" (default: none)
 #   SERVE=1      also time the first load through `tritonkit serve` before the bench
 #   CONFIGS, BENCH_ARGS   passed on to the bench
@@ -44,11 +45,13 @@ batch=${MAX_BATCH:-128}
 log "export (--compile $mode, max batch $batch)"
 tritonkit export resnet50 --format torchscript --precision fp16 --uint8-input --channels-last --kind gpu \
   --max-batch-size "$batch" --compile "$mode" 2>&1 | tail -4 | tee "$out/export.log"
-BUCKETS=${BUCKETS:-} EXECUTOR=${EXECUTOR:-} python3 - <<'EOF' | tee -a "$out/steps.log"
+BUCKETS=${BUCKETS:-} EXECUTOR=${EXECUTOR:-} FREEZING=${FREEZING:-} python3 - <<'EOF' | tee -a "$out/steps.log"
 import os
 from tritonkit.repository import ModelConfig
 config = ModelConfig.load("model_repository/resnet50")
-for key, env in (("TRITONKIT_CUDA_GRAPH_BATCH_SIZES", "BUCKETS"), ("TRITONKIT_EXECUTOR", "EXECUTOR")):
+settings = {"TRITONKIT_CUDA_GRAPH_BATCH_SIZES": "BUCKETS", "TRITONKIT_EXECUTOR": "EXECUTOR",
+            "TRITONKIT_COMPILE_FREEZING": "FREEZING"}
+for key, env in settings.items():
     if os.environ[env]:
         config.proto.parameters[key].string_value = os.environ[env]
         print(f"config.pbtxt: {key} {os.environ[env]}")
