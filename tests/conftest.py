@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tritonkit.errors import ServerUnavailable
 from tritonkit.server import EmbeddedServer
 
 TINY_MODEL = "tritonkit.export.zoo:tiny_cnn"
@@ -43,8 +45,22 @@ def served_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(served_repository: Path) -> Iterator[EmbeddedServer]:
     # log_verbose 1 makes the python backend log which instance executed each batch.
-    with EmbeddedServer(served_repository, http_port=0, grpc_port=0, metrics_port=0, log_verbose=1) as running:
+    def start() -> EmbeddedServer:
+        return EmbeddedServer(served_repository, http_port=0, grpc_port=0, metrics_port=0, log_verbose=1).start()
+
+    try:
+        running = start()
+    except ServerUnavailable as error:
+        # Once, in CI, this server (ready in ~4 s here) was not ready after 120 s, with no error in its log. Every test
+        # that shares it then failed. The cause was not found, so a start that hangs is tried once more, and said.
+        if "was not ready within" not in str(error):
+            raise
+        warnings.warn(f"the shared test server did not start, so it was started again: {error}", stacklevel=1)
+        running = start()
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -144,11 +144,6 @@ class ExportOptions:
             object.__setattr__(self, "inputs", self.inputs or file_inputs)
             object.__setattr__(self, "length", self.length if self.length is not None else file_length)
         if self.inputs:
-            if self.compile is not None:
-                raise ExportError(
-                    "--compile takes models with one fixed-shape input for now; a declared signature (--input) "
-                    "is served from the TorchScript file"
-                )
             if self.uint8_input:
                 raise ExportError(
                     "--uint8-input turns one float 3,H,W image input into uint8 H,W,C frames; with --input, declare "

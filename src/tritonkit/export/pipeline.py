@@ -31,7 +31,13 @@ from tritonkit.export.precision import HalfPrecision
 from tritonkit.export.program import to_program
 from tritonkit.export.signature import probe_signature, random_batch, signature_json
 from tritonkit.export.signature_sources import check_declared, forward_parameters, undeclared_error
-from tritonkit.export.signed import NamedOutputs, declared_signature, export_declared, verify_declared
+from tritonkit.export.signed import (
+    NamedOutputs,
+    declared_program,
+    declared_signature,
+    export_declared,
+    verify_declared,
+)
 from tritonkit.export.torchscript import to_torchscript
 from tritonkit.export.verify import VerificationReport, verify_artifact
 from tritonkit.repository import ARTIFACT_NAMES, CONFIG_FILENAME, ModelConfig
@@ -101,13 +107,9 @@ def export_model(
         raise ExportError(f"{error}; it was fed the image default {','.join(map(str, IMAGE_DEFAULT_SHAPE))}: if "
                           "it takes another input, pass --input-shape DIMS (e.g. 20 for 20 features) or --input "
                           "NAME:DTYPE:DIMS") from error  # fmt: skip
-    parameters: dict[str, str] = {COMPILE_PARAMETER: options.compile} if options.compile else {}
-    config = config_for(export_spec(name, options, inputs, outputs, parameters=parameters), existing)
-    for key, value in parameters.items():
-        config.proto.parameters[key].string_value = value
-    if not options.compile and COMPILE_PARAMETER in config.proto.parameters:
-        # An earlier --compile export's program would be stale next to this model file.
-        del config.proto.parameters[COMPILE_PARAMETER]
+    parameters = _compile_parameters(options)
+    config = _with_parameters(config_for(export_spec(name, options, inputs, outputs, parameters=parameters), existing),
+                              parameters, options)  # fmt: skip
 
     with _staging(model_dir) as staging:
         staged = staging / ARTIFACT_NAMES[options.format]
@@ -158,15 +160,14 @@ def _export_declared(
         exported = exported.to(memory_format=torch.channels_last)
     wrapped, inputs, outputs, mapping = declared_signature(exported, declared, samples, file_format=options.format)
     reference = NamedOutputs(module, wrapped.keys).eval() if exported is not module else wrapped
-    parameters = {SAMPLES_PARAMETER: _served_samples(samples, mapping).to_parameter()}
+    parameters = {SAMPLES_PARAMETER: _served_samples(samples, mapping).to_parameter(), **_compile_parameters(options)}
     if options.format == "torchscript":
         # The native backend's positional names; what they stand for, for people and clients.
         parameters["TRITONKIT_INPUT_NAMES"] = json.dumps({t.name: mapping[t.name] for t in inputs})
         parameters["TRITONKIT_OUTPUT_NAMES"] = json.dumps({t.name: mapping[t.name] for t in outputs})
     # No warm-up samples: Triton's random warm-up data would be out of range for token ids.
-    config = config_for(export_spec(name, options, inputs, outputs, warmup=False, parameters=parameters), existing)
-    for key, value in parameters.items():
-        config.proto.parameters[key].string_value = value
+    spec = export_spec(name, options, inputs, outputs, warmup=False, parameters=parameters)
+    config = _with_parameters(config_for(spec, existing), parameters, options)
     with _staging(model_dir) as staging:
         staged = staging / ARTIFACT_NAMES[options.format]
         step(f"exporting {_FORMAT_LABELS[options.format]}")
@@ -177,8 +178,29 @@ def _export_declared(
             staged, reference, declared, samples, outputs, max_batch=options.max_batch_size,
             tolerance=options.tolerance, on_step=step,
         )  # fmt: skip
+        if options.compile:
+            step("exporting the torch.export program (--compile)")
+            program = declared_program(wrapped, declared, samples, staging / PROGRAM_FILENAME)
+            verify_declared(
+                program, reference, declared, samples, outputs, max_batch=options.max_batch_size,
+                tolerance=options.tolerance, on_step=step,
+            )  # fmt: skip
         step(f"writing {config_path}")
         return _install(staging, staged, model_dir / str(options.version), config, config_path, report)
+
+
+def _compile_parameters(options: ExportOptions) -> dict[str, str]:
+    return {COMPILE_PARAMETER: options.compile} if options.compile else {}
+
+
+def _with_parameters(config: ModelConfig, parameters: dict[str, str], options: ExportOptions) -> ModelConfig:
+    """``config`` with the export's parameters set, and without an earlier ``--compile`` this export does not ask."""
+    for key, value in parameters.items():
+        config.proto.parameters[key].string_value = value
+    if not options.compile and COMPILE_PARAMETER in config.proto.parameters:
+        # An earlier --compile export's program would be stale next to this model file.
+        del config.proto.parameters[COMPILE_PARAMETER]
+    return config
 
 
 def _served_samples(samples: SampleSpec, mapping: dict[str, str]) -> SampleSpec:

@@ -22,13 +22,14 @@ from torch import nn
 from tritonkit.errors import ExportError
 from tritonkit.export.options import DeclaredInput
 from tritonkit.export.precision import Tolerance, export_error
+from tritonkit.export.program import save_program
 from tritonkit.export.signature import TensorSignature, evaluating, input_name, output_name, triton_dtype
 from tritonkit.export.torchscript import quiet_torchscript
 from tritonkit.export.verify import OutputCheck, VerificationReport, compare_outputs
 from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
 from tritonkit.repository.signature import SIGNATURE_FILENAME
 
-__all__ = ["NamedOutputs", "declared_signature", "export_declared", "verify_declared"]
+__all__ = ["NamedOutputs", "declared_program", "declared_signature", "export_declared", "verify_declared"]
 
 
 class NamedOutputs(nn.Module):
@@ -161,6 +162,20 @@ def export_declared(
     return path
 
 
+def declared_program(wrapped: NamedOutputs, declared: Sequence[DeclaredInput], spec: SampleSpec, path: Path) -> Path:
+    """Write ``wrapped`` as a ``torch.export`` program whose batch and variable dims are all dynamic.
+
+    ``Dim.AUTO`` lets the export find how the dims relate (ids and their mask share one length); the sample has 2
+    rows and at least 2 positions, since a dim of size 1 would be specialised to 1.
+    """
+    lengths = sorted({s.max_length for *_, s in declared} | {s.min_length for *_, s in declared})
+    sample = _feeds(declared, spec, 2, max(lengths[-1], 2), seed=12)
+    auto = torch.export.Dim.AUTO
+    dynamic = [{0: auto, **{i + 1: auto for i, d in enumerate(dims) if d < 0}} for _, _, dims, _ in declared]
+    # NamedOutputs.forward takes *inputs: one parameter, whose dims are the list.
+    return save_program(wrapped, tuple(sample), [tuple(dynamic)], path, device="cpu")
+
+
 def verify_declared(
     path: Path,
     wrapped: NamedOutputs,
@@ -196,7 +211,8 @@ def verify_declared(
                     f"verification failed at batch {rows}, length {length}, output {tensor.name}: max abs error "
                     f"{max_abs:.3g} exceeds the tolerance atol={tolerance.atol:g}, rtol={tolerance.rtol:g}"
                 )
-    runtime = "onnxruntime" if path.suffix == ".onnx" else f"torch.jit {torch.__version__}"
+    runtimes = {".onnx": "onnxruntime", ".pt2": f"torch.export {torch.__version__}"}
+    runtime = runtimes.get(path.suffix, f"torch.jit {torch.__version__}")
     return VerificationReport(path, runtime, tolerance, tuple(checks))
 
 
@@ -214,6 +230,9 @@ def _runner(path: Path, names: list[str]) -> Callable[[list[torch.Tensor]], list
         options.log_severity_level = 3
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda feeds: list(session.run(None, {n: t.numpy() for n, t in zip(names, feeds)}))
+    if path.suffix == ".pt2":
+        program = torch.export.load(str(path)).module()
+        return lambda feeds: [t.detach().numpy() for t in program(*feeds)]
     with quiet_torchscript():
         loaded = torch.jit.load(str(path), map_location="cpu")
 

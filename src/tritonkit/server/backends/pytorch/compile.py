@@ -104,7 +104,8 @@ def compile_program(
     """The program in ``program_file`` compiled as ``settings`` say, checked against the uncompiled program.
 
     ``inductor`` compiles one graph per batch size; those in ``warm_batches`` are compiled here, in this thread,
-    so that no request (and no lane of a shared executor, capturing in a thread of its own) waits for one.
+    so that no request (and no lane of a shared executor, capturing in a thread of its own) waits for one. A model
+    with variable dims gets one graph whose batch and variable dims are dynamic (and one for batch 1).
     """
     import torch
 
@@ -139,8 +140,13 @@ def compile_program(
         # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         plain = torch.export.load(str(program_file)).module().to(device)
+        variable = any(d < 0 for tensor in inputs for d in tensor.dims)
         with _inductor_cache(settings.cache_dir):
-            module = torch.compile(plain, dynamic=False)
+            # Fixed shapes: one static graph per CUDA-graph bucket. Variable lengths: one graph with dynamic dims,
+            # or every length a request brings would be a compile.
+            module = torch.compile(plain, dynamic=None if variable else False)
+            if variable:
+                _compile_dynamic(module, inputs, samples, max_batch, device, grad_mode)
             check(module, plain)
             rng = np.random.default_rng(11)
             for rows in sorted(set(warm_batches)):
@@ -216,13 +222,51 @@ def _build_package(program_file: Path, package: Path, device: Any, *, model_name
             partial.unlink()
 
 
+def _compile_dynamic(
+    module: Callable[..., Any],
+    inputs: Sequence[TensorShape],
+    samples: SampleSpec,
+    max_batch: int,
+    device: Any,
+    grad_mode: Callable[[], Any],
+) -> None:
+    """Compile the graph that serves every batch size and length: one call with those dims marked dynamic.
+
+    Its sizes are 2 or more, since dynamo gives a dim of size 1 a graph of its own.
+    """
+    import torch
+
+    variable = [samples.sample(tensor.name) for tensor in inputs if any(d < 0 for d in tensor.dims)]
+    low = max(s.min_length for s in variable)
+    length = min(max(2, low), max(low, min(s.max_length for s in variable)))
+    rows = min(2, max_batch)
+    args = _device_batch(inputs, samples, rows, max_batch, np.random.default_rng(5), device, length=length)
+    offset = 1 if max_batch > 0 else 0
+    for tensor, arg in zip(inputs, args):
+        dims = [i + offset for i, d in enumerate(tensor.dims) if d < 0 and length > 1]
+        if offset and rows > 1:
+            dims.insert(0, 0)
+        if dims:
+            # "maybe": a model whose code needs a dim fixed keeps it fixed, where mark_dynamic would fail the load.
+            torch._dynamo.maybe_mark_dynamic(arg, dims)
+    with grad_mode():
+        module(*args)
+
+
 def _device_batch(
-    inputs: Sequence[TensorShape], samples: SampleSpec, rows: int, max_batch: int, rng: np.random.Generator, device: Any
+    inputs: Sequence[TensorShape],
+    samples: SampleSpec,
+    rows: int,
+    max_batch: int,
+    rng: np.random.Generator,
+    device: Any,
+    *,
+    length: int | None = None,
 ) -> list[Any]:
     """A random batch of ``rows`` on ``device``, in ``inputs``' order, for the check and the warm-up."""
     import torch
 
-    feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng)
+    feed = make_batch(inputs, samples, rows if max_batch > 0 else None, rng, length=length)
     # Made outside any grad mode, as the runner's buffers are: an inference tensor fails dynamo's dispatch-key
     # guard, and the first real call would compile the graph again.
     return [torch.from_numpy(feed[tensor.name]).to(device) for tensor in inputs]
