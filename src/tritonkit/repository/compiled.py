@@ -6,8 +6,9 @@ tritonkit's backend serves the program compiled by inductor instead of the Torch
 
 - ``"aoti"``: an AOTInductor package, compiled once in a separate process at the first load and kept in the compile
   cache; a restart loads the package and compiles nothing.
-- ``"inductor"``: ``torch.compile`` at every load, one static graph per CUDA-graph bucket (for a model with
-  variable dims, one graph with those dims dynamic); inductor's own caches (in the same folder) shorten later loads.
+- ``"inductor"``: ``torch.compile`` at every load, one static graph per CUDA-graph bucket (where batches come in
+  any size, on the CPU or with variable dims, one graph with the batch and those dims dynamic); inductor's own
+  caches (in the same folder) shorten later loads.
 
 ``TRITONKIT_COMPILE_CACHE`` names the cache folder (relative to the model's directory); by default it is
 ``$XDG_CACHE_HOME/tritonkit/compile`` (``~/.cache/tritonkit/compile``). ``TRITONKIT_COMPILE_FREEZING`` ("true" by

@@ -100,12 +100,14 @@ def compile_program(
     max_batch: int,
     grad_mode: Callable[[], Any],
     warm_batches: Sequence[int] = (),
+    bucketed: bool = True,
 ) -> CompiledModule:
     """The program in ``program_file`` compiled as ``settings`` say, checked against the uncompiled program.
 
     ``inductor`` compiles one graph per batch size; those in ``warm_batches`` are compiled here, in this thread,
     so that no request (and no lane of a shared executor, capturing in a thread of its own) waits for one. A model
-    with variable dims gets one graph whose batch and variable dims are dynamic (and one for batch 1).
+    with variable dims, or a caller that runs batches of any size (not ``bucketed``, as a CUDA-graph runner is),
+    gets one graph whose batch and variable dims are dynamic (and one for batch 1).
     """
     import torch
 
@@ -140,12 +142,12 @@ def compile_program(
         # One graph per CUDA-graph bucket: the default limit (8) would fall back to eager without a word.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         plain = torch.export.load(str(program_file)).module().to(device)
-        variable = any(d < 0 for tensor in inputs for d in tensor.dims)
+        dynamic = any(d < 0 for tensor in inputs for d in tensor.dims) or (not bucketed and max_batch > 1)
         with _inductor_cache(settings.cache_dir):
-            # Fixed shapes: one static graph per CUDA-graph bucket. Variable lengths: one graph with dynamic dims,
-            # or every length a request brings would be a compile.
-            module = torch.compile(plain, dynamic=None if variable else False)
-            if variable:
+            # Bucketed fixed shapes: one static graph per CUDA-graph bucket. Any batch size or length: one graph with
+            # those dims dynamic, or every new size a request brings would be a compile.
+            module = torch.compile(plain, dynamic=None if dynamic else False)
+            if dynamic:
                 _compile_dynamic(module, inputs, samples, max_batch, device, grad_mode)
             check(module, plain)
             rng = np.random.default_rng(11)
@@ -230,27 +232,30 @@ def _compile_dynamic(
     device: Any,
     grad_mode: Callable[[], Any],
 ) -> None:
-    """Compile the graph that serves every batch size and length: one call with those dims marked dynamic.
+    """Compile the graphs that serve every batch size and length: calls with those dims marked dynamic.
 
-    Its sizes are 2 or more, since dynamo gives a dim of size 1 a graph of its own.
+    Dynamo gives a dim of size 1 a graph of its own, so the lengths are 2 or more, and batch 1 gets its own call
+    with a dynamic length: else its first request at a new length would wait for a compile.
     """
     import torch
 
     variable = [samples.sample(tensor.name) for tensor in inputs if any(d < 0 for d in tensor.dims)]
-    low = max(s.min_length for s in variable)
-    length = min(max(2, low), max(low, min(s.max_length for s in variable)))
-    rows = min(2, max_batch)
-    args = _device_batch(inputs, samples, rows, max_batch, np.random.default_rng(5), device, length=length)
+    length = None
+    if variable:
+        low = max(s.min_length for s in variable)
+        length = min(max(2, low), max(low, min(s.max_length for s in variable)))
     offset = 1 if max_batch > 0 else 0
-    for tensor, arg in zip(inputs, args):
-        dims = [i + offset for i, d in enumerate(tensor.dims) if d < 0 and length > 1]
-        if offset and rows > 1:
-            dims.insert(0, 0)
-        if dims:
-            # "maybe": a model whose code needs a dim fixed keeps it fixed, where mark_dynamic would fail the load.
-            torch._dynamo.maybe_mark_dynamic(arg, dims)
-    with grad_mode():
-        module(*args)
+    for rows in sorted({min(2, max(max_batch, 1)), 1}, reverse=True):
+        args = _device_batch(inputs, samples, rows, max_batch, np.random.default_rng(5), device, length=length)
+        for tensor, arg in zip(inputs, args):
+            dims = [i + offset for i, d in enumerate(tensor.dims) if d < 0 and (length or 0) > 1]
+            if offset and rows > 1:
+                dims.insert(0, 0)
+            if dims:
+                # "maybe": a model whose code needs a dim fixed keeps it fixed, where mark_dynamic fails the load.
+                torch._dynamo.maybe_mark_dynamic(arg, dims)
+        with grad_mode():
+            module(*args)
 
 
 def _device_batch(

@@ -98,8 +98,10 @@ def load_served(
             "export the model with --compile, or set the parameter to false"
         )
     device, grad_mode = _prepare(kind, device_id, parameters, model_name)
-    # The batch sizes the instance will call it at: inductor compiles one graph each, all of them here, at load.
-    batches = runner_settings(parameters, max_batch).buckets if kind == "GPU" and max_batch > 0 else [1]
+    # A GPU instance with fixed shapes runs every batch in a CUDA-graph bucket: inductor compiles one graph for
+    # each, all of them here, at load. Any other instance calls it at any batch size.
+    bucketed = kind == "GPU" and max_batch > 0 and all(d >= 0 for tensor in inputs for d in tensor.dims)
+    batches = runner_settings(parameters, max_batch).buckets if bucketed else [1]
     compiled = compile_program(
         program_file,
         settings,
@@ -110,6 +112,7 @@ def load_served(
         max_batch=max_batch,
         grad_mode=grad_mode,
         warm_batches=batches,
+        bucketed=bucketed,
     )
     return ServedModule(compiled.module, device, grad_mode, f"{compiled.mode} (cache {compiled.cache})")
 

@@ -107,8 +107,10 @@ class TritonPythonModel(BatchingBackendModel):
         def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             import torch
 
+            # Made outside the grad mode, as the compile's warm-up made them: an inference tensor fails the compiled
+            # graph's dispatch-key guard, and every request would compile it again.
+            args = [torch.from_numpy(np.ascontiguousarray(feed[name])).to(device) for name in input_order]
             with grad_mode():
-                args = [torch.from_numpy(np.ascontiguousarray(feed[name])).to(device) for name in input_order]
                 tensors = split_outputs(module(*args))
             return {name: tensor.detach().cpu().numpy() for name, tensor in zip(output_order, tensors)}
 
