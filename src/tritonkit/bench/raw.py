@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tritonkit.repository.dtypes import to_numpy_dtype
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.repository.samples import SampleSpec, TensorShape, length_range, make_batch
 from tritonkit.server.backends.base import positional_order
 
 __all__ = ["NoRaw", "RawInputs", "RawLike", "RawMeasurement", "RawModel", "measured_row"]
@@ -31,10 +31,8 @@ class RawInputs:
     def __init__(self, tensors: Sequence[TensorShape], samples: SampleSpec | None = None) -> None:
         self.tensors = list(tensors)
         self.samples = samples or SampleSpec()
-        variable = [self.samples.sample(t.name) for t in self.tensors if any(d < 0 for d in t.dims)]
-        self.length = (
-            (max(s.min_length for s in variable) + min(s.max_length for s in variable)) // 2 if variable else None
-        )
+        span = length_range(self.tensors, self.samples)
+        self.length = (span[0] + span[1]) // 2 if span else None
 
     @classmethod
     def single(cls, datatype: str, sample_shape: Sequence[int], name: str = "input__0") -> RawInputs:

@@ -49,6 +49,12 @@ class NamedOutputs(nn.Module):
         return tuple(result)
 
 
+def _shortest_and_longest(declared: Sequence[DeclaredInput]) -> tuple[int, int]:
+    """The shortest and the longest length any declared input allows: the lengths an export is checked at."""
+    lengths = sorted({s.min_length for *_, s in declared} | {s.max_length for *_, s in declared})
+    return lengths[0], lengths[-1]
+
+
 def _feeds(
     declared: Sequence[DeclaredInput], spec: SampleSpec, rows: int, length: int, seed: int
 ) -> list[torch.Tensor]:
@@ -79,8 +85,7 @@ def declared_signature(
 
     An output dim that follows the batch or the length is variable (-1). Errors name the input and the step.
     """
-    lengths = sorted({s.min_length for *_, s in declared} | {s.max_length for *_, s in declared})
-    short, long = lengths[0], lengths[-1]
+    short, long = _shortest_and_longest(declared)
     runs = []
     for rows, length in ((2, short), (3, long)):
         try:
@@ -133,8 +138,8 @@ def export_declared(
     opset: int,
 ) -> Path:
     """Write ``wrapped`` as ONNX (every -1 dim dynamic) or TorchScript (traced, checked at other sizes, frozen)."""
-    lengths = sorted({s.max_length for *_, s in declared} | {s.min_length for *_, s in declared})
-    sample = _feeds(declared, spec, 2, lengths[-1], seed=11)
+    short, long = _shortest_and_longest(declared)
+    sample = _feeds(declared, spec, 2, long, seed=11)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -148,7 +153,7 @@ def export_declared(
                     do_constant_folding=True,
                 )  # fmt: skip
             else:
-                sizes = ((1, lengths[0]), (3, lengths[-1]))
+                sizes = ((1, short), (3, long))
                 checks = [tuple(_feeds(declared, spec, rows, length, seed=rows)) for rows, length in sizes]
                 with quiet_torchscript():
                     traced = torch.jit.trace(wrapped, tuple(sample), check_inputs=checks, strict=False)
@@ -168,8 +173,8 @@ def declared_program(wrapped: NamedOutputs, declared: Sequence[DeclaredInput], s
     ``Dim.AUTO`` lets the export find how the dims relate (ids and their mask share one length); the sample has 2
     rows and at least 2 positions, since a dim of size 1 would be specialised to 1.
     """
-    lengths = sorted({s.max_length for *_, s in declared} | {s.min_length for *_, s in declared})
-    sample = _feeds(declared, spec, 2, max(lengths[-1], 2), seed=12)
+    _, long = _shortest_and_longest(declared)
+    sample = _feeds(declared, spec, 2, max(long, 2), seed=12)
     auto = torch.export.Dim.AUTO
     dynamic = [{0: auto, **{i + 1: auto for i, d in enumerate(dims) if d < 0}} for _, _, dims, _ in declared]
     # NamedOutputs.forward takes *inputs: one parameter, whose dims are the list.
@@ -189,9 +194,9 @@ def verify_declared(
 ) -> VerificationReport:
     """The exported file against eager at (1, shortest length) and (max_batch, longest length)."""
     run = _runner(path, [t.name for t in _served_inputs(path, declared)])
-    lengths = sorted({s.min_length for *_, s in declared} | {s.max_length for *_, s in declared})
+    short, long = _shortest_and_longest(declared)
     checks = []
-    for rows, length in sorted({(1, lengths[0]), (max_batch, lengths[-1])}):
+    for rows, length in sorted({(1, short), (max_batch, long)}):
         on_step(f"verifying batch {rows}, length {length}")
         feeds = _feeds(declared, spec, rows, length, seed=100 + rows)
         with torch.no_grad():

@@ -29,6 +29,7 @@ __all__ = [
     "SampleSpec",
     "TensorShape",
     "default_range",
+    "length_range",
     "make_batch",
     "pad_to_bucket",
     "parse_input_option",
@@ -171,6 +172,15 @@ def default_range(dtype: np.dtype) -> tuple[float, float] | None:
     return None
 
 
+def length_range(tensors: Sequence[TensorShape], spec: SampleSpec) -> tuple[int, int] | None:
+    """The lengths that every input with a variable dim allows (low, high); None if no input has one."""
+    variable = [spec.sample(t.name) for t in tensors if any(d < 0 for d in t.dims)]
+    if not variable:
+        return None
+    low = max(s.min_length for s in variable)
+    return low, max(low, min(s.max_length for s in variable))
+
+
 def make_batch(
     tensors: Sequence[TensorShape],
     spec: SampleSpec,
@@ -191,11 +201,9 @@ def make_batch(
                 f"input {unknown[0]!r} has a variable dim and the model says no lengths for it: export with "
                 "--input/--length, give --length MIN:MAX, or set the TRITONKIT_SAMPLES parameter"
             )
-        variable = [spec.sample(t.name) for t in tensors if any(d < 0 for d in t.dims)]
-        if variable:
-            low = max(s.min_length for s in variable)
-            high = max(low, min(s.max_length for s in variable))
-            length = int(rng.integers(low, high + 1))
+        span = length_range(tensors, spec)
+        if span is not None:
+            length = int(rng.integers(span[0], span[1] + 1))
     arrays = {}
     for tensor in tensors:
         dims = tuple(length if d < 0 else d for d in tensor.dims) if length else tensor.dims

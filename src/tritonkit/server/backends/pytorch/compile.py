@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.repository.compiled import CompileSettings
-from tritonkit.repository.samples import SampleSpec, TensorShape, make_batch
+from tritonkit.repository.samples import SampleSpec, TensorShape, length_range, make_batch
 from tritonkit.server.backends.executor_link import server_python
 from tritonkit.server.processes import exit_description
 
@@ -239,13 +239,10 @@ def _compile_dynamic(
     """
     import torch
 
-    variable = [samples.sample(tensor.name) for tensor in inputs if any(d < 0 for d in tensor.dims)]
-    length = None
-    if variable:
-        low = max(s.min_length for s in variable)
-        length = min(max(2, low), max(low, min(s.max_length for s in variable)))
+    span = length_range(inputs, samples)
+    length = min(max(2, span[0]), span[1]) if span else None
     offset = 1 if max_batch > 0 else 0
-    for rows in sorted({min(2, max(max_batch, 1)), 1}, reverse=True):
+    for rows in [2, 1] if max_batch > 1 else [1]:
         args = _device_batch(inputs, samples, rows, max_batch, np.random.default_rng(5), device, length=length)
         for tensor, arg in zip(inputs, args):
             dims = [i + offset for i, d in enumerate(tensor.dims) if d < 0 and (length or 0) > 1]
